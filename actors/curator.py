@@ -1,0 +1,127 @@
+"""Data curator: executes a DataRecipe against the raw repository.
+
+Per source: select rows (``where``), map fields into the task's input and
+answer format through the mapping's templates, cap rows; then filter
+(answer length, parseability by the task's own extractor, duplicates,
+overlap with dev), mix by weight and cap the total. The result is a JSONL
+file of ``Example`` rows in the run's workspace plus per-source and
+per-reason counts, so the diagnostician can tell what each source gave.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ftdojo import overlap, scoring
+from ftdojo.errors import UserError
+from ftdojo.messages import CuratedData, DataRecipe, Example, Plan, SourceMapping, TaskCard
+from ftdojo.paths import sha256_file
+from ftdojo.runtime import call
+from ftdojo.training import write_examples
+
+N_SAMPLES = 5
+
+
+class RecipeError(UserError):
+    """A recipe that names a missing field or source."""
+
+
+def render(template: str, row: dict[str, Any], source: str) -> str:
+    try:
+        return template.format(**row)
+    except KeyError as e:
+        raise RecipeError(f"recipe source {source!r}: template {template!r} names field {e}; fields: {sorted(row)}") from None
+
+
+class Curator:
+    """Builds training sets; holds a handle to the run's DojoEnv (plain or actor)."""
+
+    def __init__(self, env: Any, workspace: str, seed: int = 0) -> None:
+        self.env = env
+        self.workspace = Path(workspace)
+        self.seed = seed
+        self._card: TaskCard | None = None
+
+    async def card(self) -> TaskCard:
+        if self._card is None:
+            self._card = await call(self.env, "describe")
+        return self._card
+
+    async def curate(self, plan: Plan) -> CuratedData:
+        card = await self.card()
+        recipe = plan.recipe
+        rng = random.Random(f"{self.seed}:{plan.plan_id}")
+        dropped: Counter[str] = Counter()
+        pools: list[tuple[SourceMapping, list[Example]]] = []
+        for m in recipe.sources:
+            rows = await call(self.env, "read_source", m.source)
+            pools.append((m, self._map_rows(m, rows, card, recipe, dropped)))
+        dev_index = None
+        if recipe.decontaminate:
+            dev_index = overlap.OverlapIndex([d.input for d in await call(self.env, "read_dev")])
+        seen: set[str] = set()
+        clean: list[tuple[SourceMapping, list[Example]]] = []
+        for m, pool in pools:  # filter before mixing, so upsampling is not undone by dedupe
+            keep = []
+            for ex in pool:
+                if recipe.dedupe and ex.input in seen:
+                    dropped["duplicate"] += 1
+                elif dev_index is not None and dev_index.contaminated(ex.input):
+                    dropped["dev_overlap"] += 1
+                else:
+                    seen.add(ex.input)
+                    keep.append(ex)
+            clean.append((m, keep))
+        kept = self._mix(clean, recipe, rng)
+        if recipe.max_examples is not None:
+            kept = kept[: recipe.max_examples]
+        path = self.workspace / plan.plan_id / "train.jsonl"
+        write_examples(path, kept)
+        return CuratedData(
+            plan_id=plan.plan_id,
+            path=str(path),
+            sha256=sha256_file(path),
+            n_examples=len(kept),
+            per_source=dict(Counter(e.source for e in kept)),
+            dropped=dict(dropped),
+            samples=kept[:N_SAMPLES],
+        )
+
+    def _map_rows(
+        self, m: SourceMapping, rows: list[dict[str, Any]], card: TaskCard, recipe: DataRecipe, dropped: Counter[str]
+    ) -> list[Example]:
+        out: list[Example] = []
+        for row in rows:
+            if any(str(row.get(k)) != v for k, v in m.where.items()):
+                continue
+            answer = render(m.answer, row, m.source).strip()
+            completion = card.answer_template.format(answer=answer)
+            if m.rationale:
+                completion = f"{render(m.rationale, row, m.source).strip()}\n{completion}"
+            if len(answer) < recipe.min_answer_chars:
+                dropped["short_answer"] += 1
+                continue
+            if recipe.require_parseable and scoring.extract(completion, card.answer_pattern) is None:
+                dropped["unparseable"] += 1
+                continue
+            out.append(Example(input=render(m.prompt, row, m.source), completion=completion, source=m.source))
+            if m.max_rows is not None and len(out) >= m.max_rows:
+                break
+        return out
+
+    @staticmethod
+    def _mix(pools: list[tuple[SourceMapping, list[Example]]], recipe: DataRecipe, rng: random.Random) -> list[Example]:
+        """Weighted mix: each source contributes in proportion to weight x size, shuffled."""
+        mixed: list[Example] = []
+        for m, pool in pools:
+            take = min(len(pool), round(len(pool) * min(m.weight, 1.0)))
+            mixed += rng.sample(pool, take)
+            repeats = m.weight - 1.0
+            while repeats > 0 and pool:  # weight > 1 upsamples
+                mixed += rng.sample(pool, min(len(pool), round(len(pool) * min(repeats, 1.0))))
+                repeats -= 1.0
+        rng.shuffle(mixed)
+        return mixed

@@ -1,0 +1,186 @@
+"""Run supervisor: owns one run's actors, its iteration loop and its record.
+
+The bench talks to supervisors only. A supervisor spawns the run's DojoEnv,
+curator and trainer (in-process or as Ray actors), hands the agent a narrow
+context (task card, ``iterate``, ``evaluate``), and keeps the referee to
+itself. Every failure inside an iteration — a bad recipe, a budget overrun,
+a training crash, a dead actor — becomes a failed or rejected experiment in
+exactly one place (``iterate``), and the run goes on. At the end the
+agent's candidate (or the untouched base model) is finalized on the sealed
+test split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from actors.curator import Curator
+from actors.trainer import Trainer
+from ftdojo import agents, log
+from ftdojo.config import AgentConfig, ProfileConfig, agent_train
+from ftdojo.dojo import DojoEnv, Referee
+from ftdojo.errors import RunError, UserError
+from ftdojo.messages import (
+    Candidate,
+    CuratedData,
+    EvalReport,
+    Experiment,
+    Plan,
+    RunKey,
+    RunRecord,
+    TaskCard,
+    TrainConfig,
+    TrainResult,
+)
+from ftdojo.paths import code_version
+from ftdojo.runtime import Spawner, call
+from ftdojo.tasking import get_task
+
+LEAK_FLAG = 0.05  # share of training inputs overlapping test that flags a run
+
+
+@dataclass
+class Context:
+    """What an agent gets: no referee, no test split, no supervisor internals."""
+
+    card: TaskCard
+    seed: int
+    train: TrainConfig
+    iterate: Any
+    evaluate: Any
+
+
+class RunSupervisor:
+    def __init__(
+        self,
+        key: RunKey,
+        agent: AgentConfig,
+        profile: ProfileConfig,
+        workspace: str,
+        spawn: Literal["local", "ray"] = "local",
+    ) -> None:
+        self.key = key
+        self.agent_cfg = agent
+        self.profile = profile
+        self.workspace = Path(workspace)
+        self.spawner = Spawner(spawn)
+        self.threads = max(1, int(profile.cpus_per_run))
+        self.log = log.get("run", run=key.slug)
+        self.experiments: list[Experiment] = []
+        self.curated: list[CuratedData] = []
+        self.dev_reports: dict[str, EvalReport] = {}
+
+    async def run(self) -> RunRecord:
+        t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+        task = get_task(self.key.task)
+        p = self.profile
+        referee = Referee(task.id, p.eval_batch_size, self.threads)
+        self.env = self.spawner.spawn(DojoEnv, task.id, p.base_model, p.budget, p.eval_batch_size, self.threads)
+        self.card: TaskCard = await call(self.env, "describe")
+        self.curator = self.spawner.spawn(Curator, self.env, str(self.workspace), self.key.seed)
+        self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
+        self.log.info("run_start", agent=self.agent_cfg.name, base_model=p.base_model)
+        ctx = Context(self.card, self.key.seed, agent_train(self.agent_cfg, p), self.iterate, self.evaluate)
+        candidate = await agents.make(self.agent_cfg).run(ctx)
+        fallback = candidate is None
+        final = candidate or Candidate(base_model=p.base_model)
+        test = referee.finalize(final)
+        inputs = [e.input for c in self.curated for e in _read_examples(c.path)]
+        leak = referee.leak_check(inputs) if inputs else {"dev": 0.0, "test": 0.0}
+        usage = await call(self.env, "usage")
+        self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak)
+        return RunRecord(
+            key=self.key,
+            status="ok",
+            base_model=p.base_model,
+            task_spec_hash=task.spec_hash(),
+            test_sha256=referee.test_sha256(),
+            final=final,
+            fallback_to_base=fallback,
+            dev=self.dev_reports.get(final.model_dump_json()),
+            test=test,
+            experiments=self.experiments,
+            leak=leak,
+            leak_flagged=leak["test"] >= LEAK_FLAG,
+            usage=usage,
+            wall_s=time.perf_counter() - t0,
+            started_at=started,
+            code_version=code_version(),
+        )
+
+    async def evaluate(self, candidate: Candidate) -> EvalReport:
+        report: EvalReport = await call(self.env, "evaluate", candidate)
+        self.dev_reports[candidate.model_dump_json()] = report
+        return report
+
+    async def iterate(self, plan: Plan) -> Experiment:
+        """One iteration; every failure inside it is recorded here and nowhere else."""
+        t0 = time.perf_counter()
+        curated: CuratedData | None = None
+        result: TrainResult | None = None
+        dev: EvalReport | None = None
+        status: Literal["ok", "rejected", "failed"] = "ok"
+        error: str | None = None
+        try:
+            await call(self.env, "check_wall")
+            curated = await call(self.curator, "curate", plan)
+            self.curated.append(curated)
+            if curated.n_examples == 0:
+                status, error = "rejected", "recipe produced no training examples"
+            else:
+                result = await call(self.trainer, "train", plan, curated, self.card)
+                if result.status != "ok":
+                    status, error = "failed", result.error
+                else:
+                    cand = Candidate(base_model=self.card.base_model, checkpoint=result.checkpoint, prompt=plan.prompt)
+                    dev = await self.evaluate(cand)
+        except UserError as e:
+            status, error = "rejected", str(e)
+        except RunError as e:
+            status, error = "failed", str(e)
+        except Exception as e:  # noqa: BLE001 - a dead actor must fail the iteration, not the run
+            if not _is_actor_death(e):
+                raise
+            status, error = "failed", f"actor died: {type(e).__name__}"
+        exp = Experiment(
+            id=plan.plan_id,
+            parent=plan.parent,
+            plan=plan,
+            curated=curated,
+            train=result,
+            dev=dev,
+            status=status,
+            error=error,
+            wall_s=time.perf_counter() - t0,
+        )
+        self.experiments.append(exp)
+        self.log.info(
+            "iteration",
+            plan=plan.plan_id,
+            status=status,
+            error=error,
+            examples=curated.n_examples if curated else None,
+            final_loss=round(result.losses[-1], 4) if result and result.losses else None,
+            tokens_per_s=round(result.tokens_per_s, 1) if result else None,
+            dev=round(dev.score, 4) if dev else None,
+        )
+        return exp
+
+
+def _is_actor_death(e: BaseException) -> bool:
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # pragma: no cover - ray is a hard dependency
+        return False
+    return isinstance(e, RayActorError)
+
+
+def _read_examples(path: str) -> list[Any]:
+    from ftdojo.messages import Example
+
+    with open(path) as f:
+        return [Example.model_validate_json(line) for line in f if line.strip()]

@@ -1,0 +1,103 @@
+"""The ``ftdojo`` command: browse tasks, run the bench, rebuild reports, read a run's trace.
+
+Examples::
+
+    ftdojo tasks ls
+    ftdojo tasks show math-linear
+    ftdojo bench all --seeds 0,1          # same as python -m ftdojo.bench
+    ftdojo report ~/.cache/ftdojo/results/all__default
+    ftdojo trace ~/.cache/ftdojo/results/all__default/runs/<run>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ftdojo import bench, report
+from ftdojo.errors import UserError
+from ftdojo.messages import RunRecord
+from ftdojo.tasking import domains, get_domain, get_task
+
+
+def tasks_ls() -> None:
+    print(f"{'task':<16} {'domain':<10} {'metric':<8} {'dev':>4} {'test':>5}  description")
+    for d in domains().values():
+        for t in d.tasks:
+            print(f"{t.id:<16} {d.name:<10} {t.metric:<8} {t.dev_size:>4} {t.test_size:>5}  {t.description}")
+
+
+def tasks_show(task_id: str) -> None:
+    t = get_task(task_id)
+    d = get_domain(t.domain)
+    print(f"{t.id} ({d.name}): {t.description}")
+    print(f"  instruction:   {t.instruction}")
+    print(f"  answer format: {t.answer_format}")
+    print(f"  metric:        {t.metric} ({t.direction}), categories: {', '.join(t.categories)}")
+    print(f"  splits:        dev {t.dev_size} (visible), test {t.test_size} (sealed)")
+    print("  raw sources (shared by the domain):")
+    for s in d.sources:
+        print(f"    {s.name:<18} {s.format:<8} fields: {', '.join(s.fields)}")
+
+
+def trace(path: Path) -> None:
+    r = RunRecord.model_validate_json(path.read_text())
+    k = r.key
+    print(f"run {k.task} / {k.agent} / seed {k.seed} / {k.profile}: {r.status} {r.error or ''}")
+    for e in r.experiments:
+        parts = [f"[{e.id}] {e.status}", f"parent={e.parent}"]
+        if e.curated:
+            parts.append(f"examples={e.curated.n_examples} {e.curated.per_source}")
+        if e.validation:
+            bad = [f"{c.name}:{c.status}" for c in e.validation.checks if c.status != "pass"]
+            parts.append(f"checks={len(e.validation.checks)} {bad or 'all pass'}")
+        if e.train and e.train.losses:
+            parts.append(f"loss {e.train.losses[0]:.3f}->{e.train.losses[-1]:.3f} ({e.train.tokens_per_s:.0f} tok/s)")
+        if e.dev:
+            parts.append(f"dev={100 * e.dev.score:.1f}")
+        if e.feedback:
+            parts.append(f"decision={e.feedback.decision} " + "; ".join(f.code for f in e.feedback.findings))
+        if e.error:
+            parts.append(f"error={e.error}")
+        print("  " + " | ".join(parts))
+    if r.test:
+        base = " (untouched base model: no valid candidate)" if r.fallback_to_base else ""
+        print(f"  final: test={100 * r.test.score:.1f}{base} dev={100 * r.dev.score:.1f}" if r.dev else f"  final: test={100 * r.test.score:.1f}{base}")
+    print(f"  leak: {r.leak}{' FLAGGED' if r.leak_flagged else ''}; test sha256 {r.test_sha256[:16]}…")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return bench.main(argv[1:])
+    ap = argparse.ArgumentParser(prog="ftdojo", description=__doc__.split("Examples::")[0], epilog=__doc__.split("Examples::")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tasks", help="list or show built-in tasks")
+    t.add_argument("action", choices=["ls", "show"])
+    t.add_argument("task", nargs="?")
+    sub.add_parser("bench", help="run the bench (see python -m ftdojo.bench --help)")
+    r = sub.add_parser("report", help="rebuild results.md / results.json from a bench folder's run records")
+    r.add_argument("dir", type=Path)
+    tr = sub.add_parser("trace", help="print a run's per-iteration trace from its record")
+    tr.add_argument("record", type=Path)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "tasks" and args.action == "ls":
+            tasks_ls()
+        elif args.cmd == "tasks":
+            if not args.task:
+                raise UserError("ftdojo tasks show TASK_ID: give a task id (see ftdojo tasks ls)")
+            tasks_show(args.task)
+        elif args.cmd == "report":
+            print(report.write(args.dir))
+        elif args.cmd == "trace":
+            trace(args.record)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""YAML configs -> validated pydantic models -> flat arguments.
+
+``configs/agents/*.yaml`` name agents, ``configs/profiles/*.yaml`` the model,
+budget and resources a bench runs under, ``configs/suites/*.yaml`` which
+tasks x agents x seeds a bench expands. Defaults live in the schemas.
+Dotted overrides (``train.lr=1e-4``, ``budget.max_train_steps=50``) apply to
+the profile. Every failure names the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ftdojo.errors import ConfigError, UnknownName
+from ftdojo.messages import Budget, PromptSpec, TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+Policy = Literal["zero-shot", "naive-sft"]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class AgentConfig(Schema):
+    name: str
+    """Agent name used in bench tables."""
+    policy: Policy
+    """Which agent implementation runs."""
+    description: str = ""
+    """One line for reports."""
+    train: TrainConfig = TrainConfig()
+    """Training config the agent starts from."""
+    prompt: PromptSpec = PromptSpec()
+    """Prompt format."""
+
+
+class ProfileConfig(Schema):
+    name: str
+    """Profile name (part of the run key)."""
+    description: str = ""
+    """One line for reports."""
+    base_model: str = "smollm2-135m-instruct"
+    """Model spec every task starts from."""
+    budget: Budget = Budget()
+    """Per-run budget."""
+    cpus_per_run: float = 2
+    """CPUs each run declares to Ray (also torch threads)."""
+    gpus_per_run: float = 0
+    """GPUs each run declares to Ray."""
+    eval_batch_size: int = 32
+    """Generation batch size."""
+    train: dict[str, Any] = Field(default_factory=dict)
+    """Overrides applied on top of every agent's train config."""
+
+
+class SuiteConfig(Schema):
+    name: str
+    """Suite name."""
+    description: str = ""
+    """One line for reports."""
+    tasks: list[str]
+    """Task ids."""
+    agents: list[str]
+    """Agent names."""
+    seeds: list[int] = [0]
+    """Seeds; each task x agent runs once per seed."""
+
+
+def _names(kind: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(str(path), "", f"invalid YAML at {where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", "expected a mapping of fields at the top level")
+    return data
+
+
+def validate(model: type[Schema], data: dict[str, Any], path: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        problem = err["msg"]
+        if err["type"] == "extra_forbidden":
+            problem = f"unknown field; valid fields: {', '.join(_fields_at(model, err['loc'][:-1]))}"
+        elif "input" in err and not isinstance(err["input"], dict):
+            problem = f"{problem} (got {err['input']!r})"
+        raise ConfigError(path, field, problem) from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        ann = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return sorted(model.model_fields)
+
+
+def _load(kind: str, name_or_path: str, model: type[Schema]) -> Any:
+    path = Path(name_or_path)
+    if path.suffix not in {".yaml", ".yml"}:
+        path = CONFIG_DIR / kind / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UnknownName(kind.rstrip("s"), name_or_path, _names(kind))
+    return validate(model, read_yaml(path), str(path))
+
+
+def load_agent(name: str) -> AgentConfig:
+    return _load("agents", name, AgentConfig)
+
+
+def load_suite(name: str) -> SuiteConfig:
+    return _load("suites", name, SuiteConfig)
+
+
+def load_profile(name: str, overrides: list[str] | None = None) -> ProfileConfig:
+    prof: ProfileConfig = _load("profiles", name, ProfileConfig)
+    where = f"profile {name}"
+    if overrides:
+        data = prof.model_dump()
+        for item in overrides:
+            apply_override(data, item)
+        where = f"profile {name} + overrides {' '.join(overrides)}"
+        prof = validate(ProfileConfig, data, where)
+    try:
+        TrainConfig.model_validate(prof.train)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(where, "train." + ".".join(map(str, err["loc"])), err["msg"]) from None
+    return prof
+
+
+def agent_train(agent: AgentConfig, profile: ProfileConfig) -> TrainConfig:
+    """The agent's train config with the profile's overrides on top."""
+    return TrainConfig.model_validate({**agent.train.model_dump(), **profile.train})
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """``a.b.c=value`` sets data['a']['b']['c'] = yaml(value)."""
+    if "=" not in item:
+        raise ConfigError("command line", item, "an override is FIELD.PATH=VALUE, e.g. train.lr=1e-4")
+    key, raw = item.split("=", 1)
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            if p in node or p not in ("train",):
+                raise ConfigError("command line", key, f"{p!r} is not a section; sections: budget, train")
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def list_configs(kind: Literal["agents", "profiles", "suites"]) -> list[str]:
+    return _names(kind)

@@ -1,0 +1,138 @@
+"""The dojo boundary: what an agent may see (``DojoEnv``) and what it may not (``Referee``).
+
+``DojoEnv`` is built without any reference to the test split: it knows the
+raw folder and the dev file, nothing else, so no agent-facing call can return
+a test item or score. It also keeps the run's budget ledger.
+
+``Referee`` is held by the run supervisor only. It scores the final
+candidate on the sealed test split, records the split's content hash, and
+checks every training set the run built for n-gram overlap with dev and test.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ftdojo import evaluation, overlap, repository
+from ftdojo.errors import AccessDenied, BudgetExceeded
+from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, SourceInfo, TaskCard
+from ftdojo.paths import sha256_file
+from ftdojo.tasking import Row, get_domain, get_task
+
+N_SAMPLES = 3
+
+
+class DojoEnv:
+    """Agent-facing view of one task for one run."""
+
+    def __init__(self, task_id: str, base_model: str, budget: Budget, eval_batch_size: int = 32, threads: int = 1):
+        self._task = get_task(task_id)
+        self._domain = get_domain(self._task.domain)
+        self._raw = repository.materialize(self._domain)
+        self._dev = repository.read_items(repository.dev_path(self._task, self._domain))
+        self._base_model = base_model
+        self._budget = budget
+        self._eval_batch = eval_batch_size
+        self._threads = threads
+        self._started = time.monotonic()
+        self.dev_evals = 0
+        self.train_steps = 0
+
+    def describe(self) -> TaskCard:
+        t = self._task
+        return TaskCard(
+            task_id=t.id,
+            domain=t.domain,
+            description=t.description,
+            instruction=t.instruction,
+            answer_format=t.answer_format,
+            answer_template=t.answer_template,
+            answer_pattern=t.answer_pattern,
+            metric=t.metric,
+            direction=t.direction,
+            categories=list(t.categories),
+            base_model=self._base_model,
+            budget=self._budget,
+            sources=[self._source_info(s.name) for s in self._domain.sources],
+            dev_size=len(self._dev),
+        )
+
+    def _source_info(self, name: str) -> SourceInfo:
+        spec = self._domain.source(name)
+        rows = self.read_source(name)
+        return SourceInfo(
+            name=spec.name,
+            format=spec.format,
+            fields=spec.fields,
+            rows=len(rows),
+            readme=(self._raw / f"{name}.md").read_text(),
+            samples=rows[:N_SAMPLES],
+            suggested_prompt=spec.suggested_prompt,
+            suggested_answer=spec.suggested_answer,
+            suggested_rationale=spec.suggested_rationale,
+        )
+
+    def read_source(self, name: str, limit: int | None = None) -> list[Row]:
+        """Rows of one raw source, by catalog name only (no paths)."""
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise AccessDenied(f"source names are catalog names, not paths: {name!r}")
+        spec = self._domain.source(name)
+        return repository.read_rows(self._raw / f"{spec.name}.{spec.format}", spec.format, limit)
+
+    def read_dev(self) -> list[DevItem]:
+        return [DevItem(**item) for item in self._dev]
+
+    def charge_train_steps(self, steps: int) -> None:
+        """Reserve optimizer steps before training; raises when over budget."""
+        if self.train_steps + steps > self._budget.max_train_steps:
+            raise BudgetExceeded("train_steps", self._budget.max_train_steps, self.train_steps + steps)
+        self.train_steps += steps
+
+    def check_wall(self) -> None:
+        used = time.monotonic() - self._started
+        if used > self._budget.max_wall_s:
+            raise BudgetExceeded("wall_s", self._budget.max_wall_s, used)
+
+    def evaluate(self, candidate: Candidate) -> EvalReport:
+        """Score a candidate on dev; each call is charged to the budget."""
+        if self.dev_evals >= self._budget.max_dev_evals:
+            raise BudgetExceeded("dev_evals", self._budget.max_dev_evals, self.dev_evals + 1)
+        self.dev_evals += 1
+        return evaluation.evaluate(self._task, self._dev, candidate, "dev", self._eval_batch, self._threads)
+
+    def usage(self) -> dict[str, float]:
+        return {
+            "dev_evals": self.dev_evals,
+            "train_steps": self.train_steps,
+            "wall_s": time.monotonic() - self._started,
+        }
+
+
+class Referee:
+    """Sealed-side scoring and integrity checks; never handed to an agent."""
+
+    def __init__(self, task_id: str, eval_batch_size: int = 32, threads: int = 1, leak_threshold: float = overlap.DEFAULT_THRESHOLD):
+        self._task = get_task(task_id)
+        domain = get_domain(self._task.domain)
+        repository.materialize(domain)
+        self._path: Path = repository.sealed_path(self._task, domain)
+        self._dev_inputs = [i["input"] for i in repository.read_items(repository.dev_path(self._task, domain))]
+        self._eval_batch = eval_batch_size
+        self._threads = threads
+        self._leak_threshold = leak_threshold
+
+    def test_sha256(self) -> str:
+        return sha256_file(self._path)
+
+    def finalize(self, candidate: Candidate) -> EvalReport:
+        items = repository.read_items(self._path)
+        return evaluation.evaluate(self._task, items, candidate, "test", self._eval_batch, self._threads)
+
+    def leak_check(self, training_inputs: list[str]) -> dict[str, float]:
+        """Share of training inputs that overlap dev and test items."""
+        test_inputs = [i["input"] for i in repository.read_items(self._path)]
+        return {
+            "dev": overlap.contamination_rate(training_inputs, overlap.OverlapIndex(self._dev_inputs), self._leak_threshold),
+            "test": overlap.contamination_rate(training_inputs, overlap.OverlapIndex(test_inputs), self._leak_threshold),
+        }

@@ -1,0 +1,481 @@
+"""The typed protocol: every model that crosses an actor or process boundary.
+
+All messages are frozen pydantic v2 models with ``extra="forbid"`` and a
+``kind`` literal, so they can be dispatched with ``match``/``isinstance`` and
+round-trip through JSON unchanged (the run record is one of them).
+Field docs are attribute docstrings (``use_attribute_docstrings``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Direction = Literal["max", "min"]
+CheckStatus = Literal["pass", "warn", "fail"]
+Decision = Literal["continue", "branch", "stop"]
+
+
+class Message(BaseModel):
+    """Base of all protocol messages."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+# --- the task, as an agent sees it -------------------------------------------------
+
+
+class SourceInfo(Message):
+    """One raw source in the shared data repository, as the catalog shows it."""
+
+    kind: Literal["source_info"] = "source_info"
+    name: str
+    """Source name, unique within the domain."""
+    format: Literal["jsonl", "csv", "parquet"]
+    """File format on disk."""
+    fields: dict[str, str]
+    """Column name -> description."""
+    rows: int
+    """Number of rows."""
+    readme: str
+    """The source's dataset card."""
+    samples: list[dict[str, str | int | float | None]]
+    """A few rows, verbatim."""
+    suggested_prompt: str | None = None
+    """Template over the fields that yields a task input, when the card gives one."""
+    suggested_answer: str | None = None
+    """Template giving the final answer, when the card gives one."""
+    suggested_rationale: str | None = None
+    """Template giving worked reasoning before the answer, when the card gives one."""
+
+
+class Budget(Message):
+    """What one run may spend."""
+
+    kind: Literal["budget"] = "budget"
+    max_iterations: int = 1
+    """Training iterations the agent may start."""
+    max_train_steps: int = 400
+    """Optimizer steps summed over all iterations."""
+    max_dev_evals: int = 4
+    """Calls to DojoEnv.evaluate on dev."""
+    max_wall_s: float = 3600.0
+    """Wall time for the whole run, seconds."""
+    max_llm_tokens: int = 0
+    """LLM tokens for backbones (0: no LLM)."""
+
+
+class TaskCard(Message):
+    """Everything an agent is told about a task."""
+
+    kind: Literal["task_card"] = "task_card"
+    task_id: str
+    """Registry id, e.g. ``math-arith``."""
+    domain: str
+    """Domain whose raw-data repository the task shares."""
+    description: str
+    """What the fine-tuned model must do."""
+    instruction: str
+    """Instruction appended to each input in the model's prompt."""
+    answer_format: str
+    """Required output format, in words."""
+    answer_template: str
+    """Template that renders a gold answer in the required format (``{answer}``)."""
+    answer_pattern: str
+    """Regex whose first group the scorer extracts from an output (last match wins)."""
+    metric: str
+    """Metric name (see ftdojo.scoring)."""
+    direction: Direction
+    """Whether a higher or lower metric is better."""
+    categories: list[str]
+    """Categories that dev/test items belong to."""
+    base_model: str
+    """Model the agent must start from."""
+    budget: Budget
+    """What the run may spend."""
+    sources: list[SourceInfo]
+    """The raw-data catalog of the task's domain."""
+    dev_size: int
+    """Items in the visible dev split."""
+
+
+class DevItem(Message):
+    """One visible dev item: input, gold answer, category."""
+
+    kind: Literal["dev_item"] = "dev_item"
+    id: str
+    """Stable item id."""
+    input: str
+    """The task input (without the instruction)."""
+    answer: str
+    """Gold answer value (not templated)."""
+    category: str
+    """Category for per-category scores."""
+
+
+# --- a plan ---------------------------------------------------------------------------
+
+
+class SourceMapping(Message):
+    """How one raw source becomes training examples."""
+
+    kind: Literal["source_mapping"] = "source_mapping"
+    source: str
+    """Source name from the catalog."""
+    prompt: str
+    """Template over the source's fields giving the task input, e.g. ``{question}``."""
+    answer: str
+    """Template over the fields giving the answer value, e.g. ``{answer}``."""
+    rationale: str | None = None
+    """Template for reasoning written before the answer line (None: answer only)."""
+    weight: float = 1.0
+    """Relative sampling weight when mixing."""
+    max_rows: int | None = None
+    """Cap on rows taken from this source."""
+    where: dict[str, str] = Field(default_factory=dict)
+    """Keep only rows whose field equals the value."""
+
+
+class DataRecipe(Message):
+    """What the curator builds: sources, mapping, filters, mixing."""
+
+    kind: Literal["data_recipe"] = "data_recipe"
+    sources: list[SourceMapping]
+    """Sources and how each maps into the task format."""
+    dedupe: bool = True
+    """Drop exact duplicate prompts."""
+    decontaminate: bool = True
+    """Drop examples whose input overlaps a dev item."""
+    max_examples: int | None = None
+    """Total cap after mixing."""
+    min_answer_chars: int = 1
+    """Drop examples whose rendered answer is shorter."""
+    require_parseable: bool = False
+    """Drop examples the task's own extractor cannot parse."""
+
+
+class TrainConfig(Message):
+    """How the trainer fine-tunes."""
+
+    kind: Literal["train_config"] = "train_config"
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters or full fine-tuning."""
+    steps: int = 200
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Global batch size (split across workers)."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    warmup_steps: int = 10
+    """Linear warm-up steps, then cosine decay."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_length: int = 256
+    """Token cap on prompt+completion; longer examples are truncated."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    lora_dropout: float = 0.0
+    """LoRA dropout."""
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names that get adapters."""
+    num_workers: int = 0
+    """0: train in the calling process; N>=1: N Ray Train workers (DDP)."""
+    use_gpu: bool = False
+    """Place workers on GPUs."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """bf16 autocast over fp32 master weights; auto: bf16 where the device has native bf16."""
+    seed: int = 0
+    """Seed for init and data order."""
+
+
+class PromptSpec(Message):
+    """How a task input becomes the model's chat prompt."""
+
+    kind: Literal["prompt_spec"] = "prompt_spec"
+    system: str | None = None
+    """System message; None keeps the model's own default."""
+    template: str = "{input}\n\n{instruction}"
+    """User message template over ``input`` and ``instruction``."""
+
+
+class Plan(Message):
+    """One iteration's plan."""
+
+    kind: Literal["plan"] = "plan"
+    plan_id: str
+    """Unique within the run."""
+    hypothesis: str
+    """Why this plan should beat its parent."""
+    parent: str | None = None
+    """Experiment this one branches from (None: the base model)."""
+    recipe: DataRecipe
+    """Training data."""
+    train: TrainConfig
+    """Training configuration."""
+    prompt: PromptSpec = PromptSpec()
+    """Prompt format used for training and evaluation."""
+
+
+# --- reports --------------------------------------------------------------------------
+
+
+class Example(Message):
+    """One chat-formatted training example before tokenization."""
+
+    kind: Literal["example"] = "example"
+    input: str
+    """Task input."""
+    completion: str
+    """Target text in the task's answer format (EOS added at tokenization)."""
+    source: str
+    """Source it came from."""
+
+
+class CuratedData(Message):
+    """What the curator built from a recipe."""
+
+    kind: Literal["curated_data"] = "curated_data"
+    plan_id: str
+    """Plan it belongs to."""
+    path: str
+    """JSONL file of Example rows in the run's workspace."""
+    sha256: str
+    """Content hash of that file."""
+    n_examples: int
+    """Rows after filtering and mixing."""
+    per_source: dict[str, int]
+    """Rows kept per source."""
+    dropped: dict[str, int]
+    """Rows dropped per reason."""
+    samples: list[Example]
+    """A few examples, for humans and the validator."""
+
+
+class Check(Message):
+    """One named validation check."""
+
+    kind: Literal["check"] = "check"
+    name: str
+    """Check name."""
+    status: CheckStatus
+    """pass, warn or fail."""
+    reason: str
+    """Why, with the measured value."""
+    value: float | None = None
+    """The measured value, when numeric."""
+
+
+class ValidationReport(Message):
+    """Fail-fast validation of a plan before full training."""
+
+    kind: Literal["validation_report"] = "validation_report"
+    plan_id: str
+    """Plan validated."""
+    checks: list[Check]
+    """Every check run."""
+    smoke_losses: list[float] = Field(default_factory=list)
+    """Losses of the smoke train."""
+    memory_estimate_mb: float | None = None
+    """Estimated peak training memory."""
+    wall_s: float = 0.0
+    """Time the validation took."""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+
+class TrainResult(Message):
+    """What a training run produced."""
+
+    kind: Literal["train_result"] = "train_result"
+    plan_id: str
+    """Plan trained."""
+    status: Literal["ok", "failed"]
+    """ok, or failed with ``error``."""
+    error: str | None = None
+    """Failure reason."""
+    losses: list[float] = Field(default_factory=list)
+    """Training loss per optimizer step."""
+    steps: int = 0
+    """Optimizer steps done."""
+    tokens: int = 0
+    """Tokens processed (prompt + completion, no padding)."""
+    tokens_per_s: float = 0.0
+    """Throughput over the training loop."""
+    wall_s: float = 0.0
+    """Time from start of fit to the saved checkpoint."""
+    checkpoint: str | None = None
+    """Adapter (or full-model) directory."""
+
+
+class ErrorSample(Message):
+    """A wrong answer, for diagnosis."""
+
+    kind: Literal["error_sample"] = "error_sample"
+    input: str
+    """Task input."""
+    expected: str
+    """Gold answer value."""
+    output: str
+    """Raw model output."""
+    extracted: str | None
+    """What the extractor parsed (None: unparseable)."""
+    category: str
+    """Item category."""
+
+
+class EvalReport(Message):
+    """Scores of a candidate on one split."""
+
+    kind: Literal["eval_report"] = "eval_report"
+    split: Literal["dev", "test"]
+    """Which split."""
+    score: float
+    """Metric over all items, unparseable counted wrong."""
+    n: int
+    """Items scored."""
+    per_category: dict[str, float]
+    """Metric per category."""
+    parse_failure_rate: float
+    """Share of outputs the extractor could not parse."""
+    errors: list[ErrorSample]
+    """Up to a few wrong answers."""
+    wall_s: float = 0.0
+    """Generation and scoring time."""
+
+
+class Candidate(Message):
+    """A model to evaluate: the task's base model plus an optional adapter."""
+
+    kind: Literal["candidate"] = "candidate"
+    base_model: str
+    """Base model id or path."""
+    checkpoint: str | None = None
+    """Adapter or full-model directory (None: the base model itself)."""
+    prompt: PromptSpec = PromptSpec()
+    """Prompt format to evaluate with."""
+
+
+class Finding(Message):
+    """One diagnosis at one level."""
+
+    kind: Literal["finding"] = "finding"
+    level: Literal["data", "training", "eval"]
+    """Where the problem or signal is."""
+    code: str
+    """Short machine-readable code, e.g. ``underfit``."""
+    message: str
+    """What was seen, with numbers."""
+
+
+class Feedback(Message):
+    """The diagnostician's verdict on one experiment."""
+
+    kind: Literal["feedback"] = "feedback"
+    plan_id: str
+    """Plan judged."""
+    findings: list[Finding]
+    """Findings at data, training and eval level."""
+    decision: Decision
+    """What the planner should do next."""
+
+
+class Experiment(Message):
+    """One node of a run's experiment tree."""
+
+    kind: Literal["experiment"] = "experiment"
+    id: str
+    """Same as the plan id."""
+    parent: str | None
+    """Parent experiment."""
+    plan: Plan
+    """The plan."""
+    curated: CuratedData | None = None
+    """Data built for it."""
+    validation: ValidationReport | None = None
+    """Fail-fast report."""
+    train: TrainResult | None = None
+    """Training outcome."""
+    dev: EvalReport | None = None
+    """Dev evaluation."""
+    feedback: Feedback | None = None
+    """Diagnosis."""
+    status: Literal["ok", "rejected", "failed"]
+    """ok: trained and evaluated; rejected: failed validation; failed: crashed."""
+    error: str | None = None
+    """Why it was rejected or failed."""
+    wall_s: float = 0.0
+    """Time the iteration took."""
+
+
+# --- the run record ---------------------------------------------------------------
+
+
+class RunKey(Message):
+    """What identifies a run in the store."""
+
+    kind: Literal["run_key"] = "run_key"
+    task: str
+    """Task id."""
+    agent: str
+    """Agent name."""
+    seed: int
+    """Seed."""
+    profile: str
+    """Profile name."""
+    config_hash: str
+    """Hash of code version, task spec, agent and profile config."""
+
+    @property
+    def slug(self) -> str:
+        return f"{self.task}__{self.agent}__s{self.seed}__{self.profile}__{self.config_hash[:10]}"
+
+
+class RunRecord(Message):
+    """Everything a finished (or failed) run leaves behind."""
+
+    kind: Literal["run_record"] = "run_record"
+    version: int = SCHEMA_VERSION
+    """Schema version of this record."""
+    key: RunKey
+    """Run identity."""
+    status: Literal["ok", "failed"]
+    """ok, or failed with ``error``."""
+    error: str | None = None
+    """Why the run failed."""
+    base_model: str
+    """The task's base model."""
+    task_spec_hash: str
+    """Hash of the task spec."""
+    test_sha256: str
+    """Content hash of the sealed test split scored."""
+    final: Candidate | None = None
+    """The candidate finalized on test."""
+    fallback_to_base: bool = False
+    """True when no valid candidate was produced and the base model was scored."""
+    dev: EvalReport | None = None
+    """Dev report of the final candidate."""
+    test: EvalReport | None = None
+    """Test report of the final candidate (never shown to the agent)."""
+    experiments: list[Experiment] = Field(default_factory=list)
+    """The experiment tree, in creation order."""
+    leak: dict[str, float] = Field(default_factory=dict)
+    """Share of the run's training inputs overlapping dev / test."""
+    leak_flagged: bool = False
+    """True when test overlap reached the threshold; kept out of headline tables."""
+    usage: dict[str, float] = Field(default_factory=dict)
+    """Budget spent: dev evaluations, train steps, wall seconds."""
+    wall_s: float = 0.0
+    """Run wall time."""
+    started_at: str = ""
+    """ISO time the run started."""
+    code_version: str = ""
+    """Hash of the ftdojo source tree."""

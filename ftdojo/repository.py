@@ -1,0 +1,161 @@
+"""The shared raw-data repository and the task splits, materialised on disk.
+
+Layout under ``FTDOJO_HOME``::
+
+    data/<domain>/<fingerprint>/raw/<source>.<fmt>   agent-readable sources
+    data/<domain>/<fingerprint>/raw/<source>.md      dataset cards
+    data/<domain>/<fingerprint>/dev/<task>.jsonl     visible dev splits
+    sealed/<domain>/<fingerprint>/<task>.jsonl       sealed test splits
+
+The fingerprint hashes the domain module's source, so a generator change
+yields a new folder instead of silently mixing versions. Test items are drawn
+first, dev items are disjoint from them, and every source skips the inputs of
+all dev and test items and their near-copies (the referee's n-gram rule) (a leak trap, when a domain has one, is the only
+deliberate exception). Files are written atomically under a lock, so
+concurrent runs on one machine materialise once.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+from filelock import FileLock
+
+from ftdojo import overlap, paths
+from ftdojo.tasking import Domain, Item, Row, TaskSpec
+
+
+def fingerprint(domain: Domain) -> str:
+    module = sys.modules[domain.tasks[0].generate.__module__]
+    return paths.sha256_json([inspect.getsource(module), domain.seed])[:12]
+
+
+def raw_dir(domain: Domain) -> Path:
+    return paths.data_dir() / domain.name / fingerprint(domain) / "raw"
+
+
+def dev_path(task: TaskSpec, domain: Domain) -> Path:
+    return paths.data_dir() / domain.name / fingerprint(domain) / "dev" / f"{task.id}.jsonl"
+
+
+def sealed_path(task: TaskSpec, domain: Domain) -> Path:
+    return paths.sealed_dir() / domain.name / fingerprint(domain) / f"{task.id}.jsonl"
+
+
+class Reserved:
+    """Inputs no other split or source may contain, by the referee's own overlap rule."""
+
+    def __init__(self) -> None:
+        self.inputs: list[str] = []
+        self._index = overlap.OverlapIndex([])
+
+    def add(self, inputs: list[str]) -> None:
+        self.inputs += inputs
+        self._index = overlap.OverlapIndex(self.inputs)
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and self._index.contaminated(text)
+
+
+def draw_items(task: TaskSpec, n: int, rng: random.Random, exclude: Reserved) -> list[Item]:
+    """n distinct items, none a near-copy of an excluded input."""
+    items: list[Item] = []
+    seen: set[str] = set()
+    tries = 0
+    while len(items) < n:
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise RuntimeError(f"task {task.id}: generator cannot produce {n} distinct items")
+        item = task.generate(rng)
+        if item["input"] in seen or item["input"] in exclude:
+            continue
+        seen.add(item["input"])
+        items.append(item)
+    return items
+
+
+def materialize(domain: Domain) -> Path:
+    """Write the domain's sources and splits once; return the raw folder."""
+    root = paths.data_dir() / domain.name / fingerprint(domain)
+    done = root / ".complete"
+    if done.exists():
+        return root / "raw"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if not done.exists():
+            _write_all(domain, root)
+            done.write_text("ok\n")
+    return root / "raw"
+
+
+def _write_all(domain: Domain, root: Path) -> None:
+    reserved = Reserved()
+    for task in domain.tasks:
+        test = draw_items(task, task.test_size, random.Random(f"{task.id}:{task.seed}:test"), reserved)
+        reserved.add([i["input"] for i in test])
+        dev = draw_items(task, task.dev_size, random.Random(f"{task.id}:{task.seed}:dev"), reserved)
+        reserved.add([i["input"] for i in dev])
+        sealed = sealed_path(task, domain)
+        sealed.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(sealed.parent, 0o700)
+        paths.atomic_write_text(sealed, _jsonl(test))
+        os.chmod(sealed, 0o400)
+        paths.atomic_write_text(dev_path(task, domain), _jsonl(dev))
+    raw = root / "raw"
+    for src in domain.sources:
+        rows = src.build(random.Random(f"{domain.name}:{src.name}:{domain.seed}"), reserved)
+        write_rows(raw / f"{src.name}.{src.format}", src.format, rows)
+        paths.atomic_write_text(raw / f"{src.name}.md", f"# {src.name}\n\n{src.readme}\n")
+
+
+def _jsonl(rows: list[Item] | list[Row]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+
+def write_rows(path: Path, fmt: str, rows: list[Row]) -> None:
+    if fmt == "jsonl":
+        paths.atomic_write_text(path, _jsonl(rows))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        paths.atomic_write_text(path, buf.getvalue())
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tmp = path.with_suffix(".parquet.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, path)
+    else:
+        raise ValueError(f"unknown format {fmt}")
+
+
+def read_rows(path: Path, fmt: str, limit: int | None = None) -> list[Row]:
+    if fmt == "jsonl":
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    elif fmt == "csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    else:
+        raise ValueError(f"unknown format {fmt}")
+    return rows[:limit] if limit is not None else rows
+
+
+def read_items(path: Path) -> list[Item]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,70 @@
+"""The one place ftdojo touches Ray's actor API.
+
+Actor logic lives in plain classes (``actors/``, ``ftdojo.dojo``) that unit
+tests build directly. ``call`` lets those classes talk to a peer that is
+either a plain object or a Ray actor handle, so the same code runs in both.
+``Spawner`` creates a run's peers: in-process (``local``) or as Ray actors
+(``ray``), the latter with ``num_cpus=0`` because they live inside the CPU
+share that the run's supervisor already holds.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from typing import Any, Literal
+
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    # Ray Train otherwise waits for a 2 s controller poll on every report.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+async def call(target: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``method`` on a plain object or a Ray actor handle and await the result."""
+    fn = getattr(target, method)
+    if hasattr(fn, "remote"):
+        return await fn.remote(*args, **kwargs)
+    result = fn(*args, **kwargs)
+    return await result if inspect.isawaitable(result) else result
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
+    """Connect to ``address`` (or RAY_ADDRESS), else start a local cluster; return its resources."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    return dict(ray.cluster_resources())
+
+
+class Spawner:
+    """Creates a run's peer objects, in-process or as Ray actors."""
+
+    def __init__(self, mode: Literal["local", "ray"] = "local") -> None:
+        self.mode = mode
+
+    def spawn(self, cls: type, *args: Any, **kwargs: Any) -> Any:
+        if self.mode == "local":
+            return cls(*args, **kwargs)
+        import ray
+
+        return ray.remote(num_cpus=0, max_restarts=0)(cls).options(max_concurrency=4).remote(*args, **kwargs)
+
+    def kill(self, handle: Any) -> None:
+        if self.mode == "ray":
+            import ray
+
+            ray.kill(handle, no_restart=True)

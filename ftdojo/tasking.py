@@ -1,0 +1,116 @@
+"""Task and domain specs, and the registry that discovers them.
+
+A *domain* owns a shared raw-data repository (its sources) and the tasks that
+draw on it. Built-in domains are modules in the top-level ``tasks`` package,
+each exposing ``DOMAIN``; the registry imports every such module. Generators
+are deterministic functions of a ``random.Random``: same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import random
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Literal
+
+from ftdojo.errors import UnknownName
+from ftdojo.paths import sha256_json
+
+Row = dict[str, str | int | float | None]
+Item = dict[str, str]  # id, input, answer, category
+ItemGenerator = Callable[[random.Random], Item]
+RowGenerator = Callable[[random.Random, Container[str]], list[Row]]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One raw source of a domain: a dataset card and a deterministic builder."""
+
+    name: str
+    format: Literal["jsonl", "csv", "parquet"]
+    readme: str
+    fields: dict[str, str]
+    build: RowGenerator
+    """(rng, reserved) -> rows; must emit no input that is ``in reserved`` (dev/test near-copies)."""
+    suggested_prompt: str | None = None
+    suggested_answer: str | None = None
+    suggested_rationale: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: what to learn, how it is scored, and how its splits are drawn."""
+
+    id: str
+    domain: str
+    description: str
+    instruction: str
+    answer_format: str
+    answer_template: str
+    answer_pattern: str
+    metric: str
+    categories: tuple[str, ...]
+    generate: ItemGenerator
+    dev_size: int = 100
+    test_size: int = 200
+    tolerance: float = 1e-6
+    direction: Literal["max", "min"] = "max"
+    max_new_tokens: int = 64
+    seed: int = 0
+
+    def render_answer(self, value: str) -> str:
+        return self.answer_template.format(answer=value)
+
+    def spec_hash(self) -> str:
+        d = {k: v for k, v in self.__dict__.items() if k != "generate"}
+        d["generator"] = f"{self.generate.__module__}.{self.generate.__qualname__}"
+        return sha256_json(d)[:16]
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    description: str
+    sources: tuple[SourceSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    seed: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def source(self, name: str) -> SourceSpec:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise UnknownName(f"source of domain {self.name}", name, [s.name for s in self.sources])
+
+
+@cache
+def domains() -> dict[str, Domain]:
+    import tasks as builtin
+
+    found: dict[str, Domain] = {}
+    for mod in pkgutil.iter_modules(builtin.__path__):
+        module = importlib.import_module(f"tasks.{mod.name}")
+        dom = getattr(module, "DOMAIN", None)
+        if isinstance(dom, Domain):
+            found[dom.name] = dom
+    return found
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    return {t.id: t for d in domains().values() for t in d.tasks}
+
+
+def get_task(task_id: str) -> TaskSpec:
+    tasks = all_tasks()
+    if task_id not in tasks:
+        raise UnknownName("task", task_id, list(tasks))
+    return tasks[task_id]
+
+
+def get_domain(name: str) -> Domain:
+    if name not in domains():
+        raise UnknownName("domain", name, list(domains()))
+    return domains()[name]

@@ -1,0 +1,227 @@
+"""Supervised fine-tuning through Ray Train's TorchTrainer.
+
+``fit`` is the one training path. With ``num_workers=0`` Ray Train runs the
+loop in the calling process (one device, no worker actors, ~0 s overhead);
+with ``num_workers>=1`` it starts that many workers and the loop wraps the
+model in DDP (gloo on CPU, NCCL on GPU). Each global batch is split across
+ranks and the loss is normalised by the *global* count of label tokens, so N
+workers follow the same trajectory as one worker at the same global batch.
+
+The LM head is applied only at positions whose next token is a label
+(``CompletionLM``): on a 49k-vocabulary model most of the head's FLOPs would
+otherwise go to prompt positions whose logits are thrown away.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ftdojo.errors import TrainingFailed
+from ftdojo.messages import Example, PromptSpec, TrainConfig, TrainResult
+
+
+def _completion_lm(model: Any) -> Any:
+    import torch
+
+    class CompletionLM(torch.nn.Module):
+        """Causal LM loss summed over label tokens; logits only where needed."""
+
+        def __init__(self, lm: Any) -> None:
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
+            causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+            hidden = causal.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            targets = labels[:, 1:]
+            keep = targets != -100
+            logits = causal.get_output_embeddings()(hidden[:, :-1][keep])
+            loss_sum = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
+            return loss_sum, keep.sum()
+
+    return CompletionLM(model)
+
+
+def use_bf16(precision: str, device_type: str) -> bool:
+    """bf16 autocast when asked, or on auto where the hardware has native bf16 math."""
+    import torch
+
+    if precision != "auto":
+        return precision == "bf16"
+    if device_type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def train_loop(cfg: dict[str, Any]) -> None:
+    """Runs on each Ray Train worker (or in-process with num_workers=0)."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from ftdojo import models, sft
+
+    tc = TrainConfig.model_validate(cfg["train"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.get("threads", 1))))  # reused Ray workers may keep a stale count
+    torch.manual_seed(tc.seed)
+    device = torch.device("cuda", ctx.get_local_rank()) if tc.use_gpu and torch.cuda.is_available() else None
+
+    model, tok = models.load(cfg["base_model"])
+    model.train()
+    if tc.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=tc.lora_r,
+            lora_alpha=tc.lora_alpha,
+            lora_dropout=tc.lora_dropout,
+            target_modules=tc.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    if device is not None:
+        model.to(device)
+    device_type = "cuda" if device is not None else "cpu"
+    bf16 = use_bf16(tc.precision, device_type)
+    net = _completion_lm(model)
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net)
+
+    with open(cfg["data_path"]) as f:
+        examples = [Example.model_validate_json(line) for line in f if line.strip()]
+    spec = PromptSpec.model_validate(cfg["prompt"])
+    enc = sft.encode_examples(tok, examples, spec, cfg["instruction"], tc.max_length)
+    schedule = sft.batch_schedule(len(enc), tc.batch_size, tc.steps, tc.seed, [len(e.input_ids) for e in enc])
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < tc.warmup_steps:
+            return (step + 1) / max(1, tc.warmup_steps)
+        progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    losses: list[float] = []
+    tokens = 0
+    t0 = time.perf_counter()
+    for step, idx in enumerate(schedule):
+        shard = idx[rank::world]
+        batch = sft.collate([enc[i] for i in shard], tok.pad_token_id)
+        if device is not None:
+            batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            loss_sum, count = net(**batch)
+        total = count.detach().clone().float()
+        if world > 1:
+            dist.all_reduce(total)
+        # DDP averages gradients over ranks; scale so the sum equals the global mean.
+        (loss_sum * world / total.clamp(min=1)).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step_loss = loss_sum.detach().float()
+        if world > 1:
+            dist.all_reduce(step_loss)
+        value = float(step_loss / total.clamp(min=1))
+        if not math.isfinite(value):
+            raise TrainingFailed(f"non-finite loss {value} at step {step}")
+        losses.append(value)
+        tokens += int(batch["attention_mask"].sum())
+    elapsed = time.perf_counter() - t0
+    if world > 1:
+        t = torch.tensor([tokens], dtype=torch.long, device=device)
+        dist.all_reduce(t)
+        tokens = int(t.item())
+    if rank == 0:
+        out = Path(cfg["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)  # peft: adapter only
+        if tc.method == "full":
+            tok.save_pretrained(out)
+    ray.train.report({"losses": losses, "tokens": tokens, "train_s": elapsed})
+
+
+def write_examples(path: Path, examples: list[Example]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for e in examples:
+            f.write(e.model_dump_json() + "\n")
+
+
+def fit(
+    *,
+    plan_id: str,
+    base_model: str,
+    data_path: str,
+    output_dir: str,
+    train: TrainConfig,
+    prompt: PromptSpec,
+    instruction: str,
+    threads: int = 1,
+) -> TrainResult:
+    """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    config = {
+        "train": train.model_dump(),
+        "prompt": prompt.model_dump(),
+        "base_model": base_model,
+        "data_path": data_path,
+        "output_dir": output_dir,
+        "instruction": instruction,
+        "threads": threads,
+    }
+    t0 = time.perf_counter()
+    scaling = ScalingConfig(
+        num_workers=train.num_workers,
+        use_gpu=train.use_gpu,
+        resources_per_worker=None if train.use_gpu else {"CPU": max(1, threads)},
+    )
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=config,
+        scaling_config=scaling,
+        run_config=RunConfig(
+            name=f"{plan_id}-{os.getpid()}-{time.time_ns()}",
+            storage_path=str(Path(output_dir).parent / "ray_train"),
+            failure_config=FailureConfig(max_failures=0, controller_failure_limit=0),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as e:  # noqa: BLE001 - Ray wraps worker errors; the iteration fails, the run goes on
+        return TrainResult(plan_id=plan_id, status="failed", error=_root_cause(e), wall_s=time.perf_counter() - t0)
+    m = result.metrics or {}
+    losses = [float(x) for x in m.get("losses", [])]
+    train_s = float(m.get("train_s", 0.0)) or 1e-9
+    return TrainResult(
+        plan_id=plan_id,
+        status="ok",
+        losses=losses,
+        steps=len(losses),
+        tokens=int(m.get("tokens", 0)),
+        tokens_per_s=float(m.get("tokens", 0)) / train_s,
+        wall_s=time.perf_counter() - t0,
+        checkpoint=output_dir,
+    )
+
+
+def _root_cause(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1] if text else ''}"[:500]

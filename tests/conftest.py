@@ -1,0 +1,48 @@
+"""Shared fixtures: an isolated FTDOJO_HOME, a tiny model, one Ray cluster per session."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(os.environ.get("FTDOJO_TEST_HOME", "/tmp/ftdojo-test-home"))
+os.environ["FTDOJO_HOME"] = str(_HOME)
+# Models are shared with the user's cache so the bundled model is converted once per machine.
+os.environ.setdefault("FTDOJO_MODELS", str(Path.home() / ".cache" / "ftdojo" / "models"))
+os.environ.setdefault("FTDOJO_LOG_JSON", "1")
+for k, v in {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(k, v)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from ftdojo.models import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="session")
+def math_domain():
+    from ftdojo import repository
+    from ftdojo.tasking import get_domain
+
+    d = get_domain("math")
+    repository.materialize(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()

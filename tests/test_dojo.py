@@ -1,0 +1,72 @@
+"""The dojo boundary: no agent-facing call reaches the test split; budgets are charged."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+
+from ftdojo import repository
+from ftdojo.dojo import DojoEnv, Referee
+from ftdojo.errors import AccessDenied, BudgetExceeded, UnknownName
+from ftdojo.messages import Budget, Candidate
+
+
+@pytest.fixture()
+def env(math_domain, tiny_model) -> DojoEnv:
+    return DojoEnv("math-arith", tiny_model, Budget(max_dev_evals=1, max_train_steps=10), eval_batch_size=64)
+
+
+def _test_inputs(math_domain) -> set[str]:
+    task = next(t for t in math_domain.tasks if t.id == "math-arith")
+    return {i["input"] for i in repository.read_items(repository.sealed_path(task, math_domain))}
+
+
+def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) -> None:
+    test_inputs = _test_inputs(math_domain)
+    outputs = [env.describe(), env.read_dev(), env.evaluate(Candidate(base_model=tiny_model)), env.usage()]
+    outputs += [env.read_source(s.name) for s in math_domain.sources]
+    blob = json.dumps([o.model_dump() if hasattr(o, "model_dump") else [getattr(x, "model_dump", lambda: x)() for x in o] if isinstance(o, list) else o for o in outputs], default=str)
+    leaked = [t for t in test_inputs if t in blob]
+    assert not leaked, leaked[:3]
+    # structurally: the env holds no path to the sealed folder
+    sealed_root = str(repository.sealed_path(math_domain.tasks[0], math_domain).parents[2])
+    assert sealed_root not in json.dumps({k: str(v) for k, v in vars(env).items()})
+    public = {n for n, _ in inspect.getmembers(env, inspect.ismethod) if not n.startswith("_")}
+    assert public == {"describe", "read_source", "read_dev", "evaluate", "charge_train_steps", "check_wall", "usage"}
+
+
+def test_source_names_cannot_be_paths(env) -> None:
+    for bad in ["../../sealed/math/x", "/etc/passwd", ".hidden"]:
+        with pytest.raises(AccessDenied):
+            env.read_source(bad)
+    with pytest.raises(UnknownName, match="valid: algebra_drills"):
+        env.read_source("nope")
+
+
+def test_dev_evaluations_and_train_steps_are_charged(env, tiny_model) -> None:
+    env.evaluate(Candidate(base_model=tiny_model))
+    with pytest.raises(BudgetExceeded, match="dev_evals"):
+        env.evaluate(Candidate(base_model=tiny_model))
+    env.charge_train_steps(6)
+    with pytest.raises(BudgetExceeded, match="train_steps used 12 of 10"):
+        env.charge_train_steps(6)
+    assert env.usage()["dev_evals"] == 1 and env.usage()["train_steps"] == 6
+
+
+def test_referee_scores_test_and_hashes_it(math_domain, tiny_model) -> None:
+    ref = Referee("math-arith", eval_batch_size=64)
+    report = ref.finalize(Candidate(base_model=tiny_model))
+    assert report.split == "test" and report.n == 200
+    assert len(ref.test_sha256()) == 64
+
+
+def test_leak_check_flags_test_copies_not_clean_data(math_domain) -> None:
+    ref = Referee("math-arith")
+    test_inputs = sorted(_test_inputs(math_domain))
+    raw = repository.raw_dir(math_domain)
+    clean = [r["question"] for r in repository.read_rows(raw / "gradeschool_qa.jsonl", "jsonl")[:500]]
+    assert ref.leak_check(clean)["test"] == 0.0
+    seeded = clean[:450] + [f"Can someone help? {t}" for t in test_inputs[:50]]
+    assert ref.leak_check(seeded)["test"] == pytest.approx(0.1)

@@ -1,0 +1,88 @@
+"""The trainer on a tiny model: loss falls, adapter-only checkpoints reload to the same outputs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from ftdojo import evaluation, models, sft, training
+from ftdojo.messages import Candidate, Example, PromptSpec, TrainConfig
+
+INSTR = "Reply as 'Answer: <word>'."
+
+
+def _examples(n: int = 64) -> list[Example]:
+    rng = random.Random(0)
+    words = ["red", "blue", "green", "gold"]
+    return [Example(input=f"colour {i % 4}?", completion=f"Answer: {words[i % 4]}", source="s") for i in rng.sample(range(1000), n)]
+
+
+def _fit(tmp_path: Path, tiny_model: str, **train: object):
+    data = tmp_path / "train.jsonl"
+    training.write_examples(data, _examples())
+    cfg = TrainConfig(**{"steps": 30, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, **train})
+    return training.fit(
+        plan_id="t", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / "adapter"),
+        train=cfg, prompt=PromptSpec(), instruction=INSTR,
+    )
+
+
+def test_lora_loss_falls_and_checkpoint_is_adapter_only(tmp_path, tiny_model) -> None:
+    r = _fit(tmp_path, tiny_model)
+    assert r.status == "ok", r.error
+    assert r.steps == 30 and r.tokens > 0 and r.tokens_per_s > 0
+    first, last = sum(r.losses[:3]) / 3, sum(r.losses[-3:]) / 3
+    assert last < 0.6 * first, (first, last)
+    files = {p.name for p in Path(r.checkpoint).iterdir()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+
+
+def test_checkpoint_reloads_to_same_outputs(tmp_path, tiny_model) -> None:
+    from peft import PeftModel
+
+    r = _fit(tmp_path, tiny_model)
+    cand = Candidate(base_model=tiny_model, checkpoint=r.checkpoint)
+    merged, tok = evaluation.load_candidate(cand)
+    base, _ = models.load(tiny_model)
+    unmerged = PeftModel.from_pretrained(base, r.checkpoint).eval()
+    prompt = sft.render_prompt(tok, PromptSpec(), INSTR, "colour 2?")
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        a, b = merged(**ids).logits, unmerged(**ids).logits
+        plain = models.load(tiny_model)[0](**ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a, plain, atol=1e-3)  # training changed the model
+    again, _ = evaluation.load_candidate(cand)
+    out1 = evaluation.generate(merged, tok, [prompt], 10)
+    out2 = evaluation.generate(again, tok, [prompt], 10)
+    assert out1 == out2
+
+
+def test_trained_model_learns_the_format(tmp_path, tiny_model) -> None:
+    r = _fit(tmp_path, tiny_model, steps=200)
+    model, tok = evaluation.load_candidate(Candidate(base_model=tiny_model, checkpoint=r.checkpoint))
+    prompts = [sft.render_prompt(tok, PromptSpec(), INSTR, f"colour {i}?") for i in range(4)]
+    outs = evaluation.generate(model, tok, prompts, 16)
+    assert sum(o.startswith("Answer: ") for o in outs) >= 3, outs
+
+
+def test_full_finetune_saves_full_weights(tmp_path, tiny_model) -> None:
+    r = _fit(tmp_path, tiny_model, method="full", steps=5, lr=1e-3)
+    assert r.status == "ok", r.error
+    assert (Path(r.checkpoint) / "model.safetensors").exists()
+    model, _ = evaluation.load_candidate(Candidate(base_model=tiny_model, checkpoint=r.checkpoint))
+    assert model is not None
+
+
+def test_bad_target_module_fails_cleanly(tmp_path, tiny_model) -> None:
+    r = _fit(tmp_path, tiny_model, target_modules=["nonexistent_proj"], steps=2)
+    assert r.status == "failed" and "nonexistent_proj" in (r.error or "")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precisions_both_train(tmp_path, tiny_model, precision) -> None:
+    r = _fit(tmp_path, tiny_model, precision=precision, steps=10)
+    assert r.status == "ok" and r.losses[-1] < r.losses[0]
