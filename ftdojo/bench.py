@@ -155,6 +155,7 @@ class Progress:
         self.t0 = time.perf_counter()
         self.log = log.get("bench")
         self._last = ""
+        self._last_t = 0.0
 
     def done(self, record: RunRecord) -> None:
         self.finished += 1
@@ -172,9 +173,9 @@ class Progress:
             f"{pending} running or queued, {self.failed} failed, elapsed {elapsed / 60:.1f} min"
             + (f", ~{eta / 60:.1f} min left" if eta == eta else "")
         )
-        if line.split(", elapsed")[0] != self._last.split(", elapsed")[0] or int(elapsed) % 60 == 0:
+        if line.split(", elapsed")[0] != self._last.split(", elapsed")[0] or elapsed - self._last_t >= 60:
             print(line, file=sys.stderr, flush=True)
-            self._last = line
+            self._last, self._last_t = line, elapsed
 
 
 def main(argv: list[str] | None = None) -> int:

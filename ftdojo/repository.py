@@ -33,8 +33,12 @@ from ftdojo.tasking import Domain, Item, Row, TaskSpec
 
 
 def fingerprint(domain: Domain) -> str:
-    module = sys.modules[domain.tasks[0].generate.__module__]
-    return paths.sha256_json([inspect.getsource(module), domain.seed])[:12]
+    """Hash of what defines the domain's bytes: its module's source, or its YAML and data files."""
+    if domain.origin in sys.modules:
+        return paths.sha256_json([inspect.getsource(sys.modules[domain.origin]), domain.seed])[:12]
+    files = [domain.origin] + [t.items_file for t in domain.tasks if t.items_file]
+    files += [str(s.build.args[0]) for s in domain.sources if hasattr(s.build, "args")]
+    return paths.sha256_json([paths.sha256_file(Path(f)) for f in files] + [domain.seed])[:12]
 
 
 def raw_dir(domain: Domain) -> Path:
@@ -69,6 +73,7 @@ def draw_items(task: TaskSpec, n: int, rng: random.Random, exclude: Reserved) ->
     items: list[Item] = []
     seen: set[str] = set()
     tries = 0
+    assert task.generate is not None, task.id
     while len(items) < n:
         tries += 1
         if tries > 50 * n + 1000:
@@ -98,10 +103,17 @@ def materialize(domain: Domain) -> Path:
 def _write_all(domain: Domain, root: Path) -> None:
     reserved = Reserved()
     for task in domain.tasks:
-        test = draw_items(task, task.test_size, random.Random(f"{task.id}:{task.seed}:test"), reserved)
-        reserved.add([i["input"] for i in test])
-        dev = draw_items(task, task.dev_size, random.Random(f"{task.id}:{task.seed}:dev"), reserved)
-        reserved.add([i["input"] for i in dev])
+        if task.items_file:  # a user's items: shuffle by seed, then split
+            from ftdojo.usertasks import read_task_items
+
+            items = read_task_items(task)
+            random.Random(f"{task.id}:{task.seed}:split").shuffle(items)
+            test, dev = items[: task.test_size], items[task.test_size : task.test_size + task.dev_size]
+        else:
+            test = draw_items(task, task.test_size, random.Random(f"{task.id}:{task.seed}:test"), reserved)
+            reserved.add([i["input"] for i in test])
+            dev = draw_items(task, task.dev_size, random.Random(f"{task.id}:{task.seed}:dev"), reserved)
+        reserved.add([i["input"] for i in test + dev])
         sealed = sealed_path(task, domain)
         sealed.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(sealed.parent, 0o700)

@@ -4,19 +4,23 @@ A *domain* owns a shared raw-data repository (its sources) and the tasks that
 draw on it. Built-in domains are modules in the top-level ``tasks`` package,
 each exposing ``DOMAIN``; the registry imports every such module. Generators
 are deterministic functions of a ``random.Random``: same seed, same bytes.
+Users add tasks from their own files with a YAML spec (``ftdojo.usertasks``)
+placed in ``tasks/`` or in a folder listed in ``FTDOJO_TASKS``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import random
 from collections.abc import Callable, Container
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
-from ftdojo.errors import UnknownName
+from ftdojo.errors import UnknownName, UserError
 from ftdojo.paths import sha256_json
 
 Row = dict[str, str | int | float | None]
@@ -53,7 +57,10 @@ class TaskSpec:
     answer_pattern: str
     metric: str
     categories: tuple[str, ...]
-    generate: ItemGenerator
+    generate: ItemGenerator | None = None
+    """Draws one item; None for a file-backed task (``items_file``)."""
+    items_file: str | None = None
+    """JSONL of items (input, answer, category) split into dev and test by ``seed``."""
     dev_size: int = 100
     test_size: int = 200
     tolerance: float = 1e-6
@@ -66,7 +73,8 @@ class TaskSpec:
 
     def spec_hash(self) -> str:
         d = {k: v for k, v in self.__dict__.items() if k != "generate"}
-        d["generator"] = f"{self.generate.__module__}.{self.generate.__qualname__}"
+        if self.generate is not None:
+            d["generator"] = f"{self.generate.__module__}.{self.generate.__qualname__}"
         return sha256_json(d)[:16]
 
 
@@ -77,7 +85,8 @@ class Domain:
     sources: tuple[SourceSpec, ...]
     tasks: tuple[TaskSpec, ...]
     seed: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
+    origin: str = ""
+    """Where the domain was defined: a module name or a YAML path (part of its fingerprint)."""
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:
@@ -89,6 +98,7 @@ class Domain:
 @cache
 def domains() -> dict[str, Domain]:
     import tasks as builtin
+    from ftdojo import usertasks
 
     found: dict[str, Domain] = {}
     for mod in pkgutil.iter_modules(builtin.__path__):
@@ -96,7 +106,20 @@ def domains() -> dict[str, Domain]:
         dom = getattr(module, "DOMAIN", None)
         if isinstance(dom, Domain):
             found[dom.name] = dom
+    folders = [Path(p) for p in builtin.__path__]
+    folders += [Path(p) for p in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if p]
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")):
+            dom = usertasks.load(path)
+            if dom.name in found:
+                raise UserError(f"{path}: domain {dom.name!r} is already defined by {found[dom.name].origin}")
+            found[dom.name] = dom
     return found
+
+
+def reload() -> None:
+    """Forget discovered domains (after FTDOJO_TASKS or a task file changed)."""
+    domains.cache_clear()
 
 
 def all_tasks() -> dict[str, TaskSpec]:

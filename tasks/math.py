@@ -215,6 +215,7 @@ DOMAIN = Domain(
     name="math",
     description="Grade-school arithmetic and linear algebra with computed answers.",
     sources=SOURCES,
+    origin=__name__,
     tasks=(
         TaskSpec(
             id="math-arith",

@@ -1,0 +1,112 @@
+"""A task from a user's own JSONL and a YAML spec runs with no code change; bad specs fail clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from ftdojo import config, repository, tasking
+from ftdojo.dojo import DojoEnv
+from ftdojo.errors import ConfigError
+from ftdojo.messages import Budget, RunKey
+
+SPEC = """\
+id: reverse-words
+description: Reverse a short lower-case word.
+instruction: "Reply as 'Answer: <reversed word>'."
+answer_format: "A line 'Answer: <word>'."
+answer_template: "Answer: {answer}"
+answer_pattern: "Answer:\\\\s*([a-z]+)"
+metric: exact
+items: eval.jsonl
+dev_size: 20
+test_size: 30
+sources:
+  - name: reversals
+    file: train.csv
+    readme: Words and their reversals.
+    suggested_prompt: "Reverse: {word}"
+    suggested_answer: "{reversed}"
+"""
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 6)))
+
+
+@pytest.fixture()
+def user_task(tmp_path, monkeypatch) -> Path:
+    rng = random.Random(0)
+    words = list(dict.fromkeys(_word(rng) for _ in range(400)))
+    evals, train = words[:60], words[60:300]
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(json.dumps({"input": f"Reverse: {w}", "answer": w[::-1], "category": f"len{len(w)}"}) + "\n" for w in evals)
+    )
+    (tmp_path / "train.csv").write_text("word,reversed\n" + "".join(f"{w},{w[::-1]}\n" for w in train))
+    spec = tmp_path / "reverse.yaml"
+    spec.write_text(SPEC)
+    monkeypatch.setenv("FTDOJO_TASKS", str(tmp_path))
+    tasking.reload()
+    yield spec
+    monkeypatch.delenv("FTDOJO_TASKS")
+    tasking.reload()
+
+
+def test_user_task_is_listed_split_and_served(user_task) -> None:
+    task = tasking.get_task("reverse-words")
+    assert task.domain == "reverse-words" and set(task.categories) <= {"len3", "len4", "len5", "len6"}
+    d = tasking.get_domain("reverse-words")
+    repository.materialize(d)
+    dev = repository.read_items(repository.dev_path(task, d))
+    test = repository.read_items(repository.sealed_path(task, d))
+    assert len(dev) == 20 and len(test) == 30 and not {i["input"] for i in dev} & {i["input"] for i in test}
+    env = DojoEnv("reverse-words", "tiny-random", Budget())
+    card = env.describe()
+    assert card.sources[0].name == "reversals" and card.sources[0].rows == 240
+    assert env.read_source("reversals")[0].keys() == {"word", "reversed"}
+
+
+def test_user_task_runs_through_the_supervisor(user_task, tmp_path) -> None:
+    from actors.supervisor import RunSupervisor
+
+    prof = config.load_profile("tiny")
+    key = RunKey(task="reverse-words", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "ws")).run())
+    assert rec.status == "ok" and rec.test is not None and rec.test.n == 30
+    assert rec.experiments[0].curated.per_source == {"reversals": 240}
+    assert rec.experiments[0].curated.samples[0].completion.startswith("Answer: ")
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda s: s.replace("metric: exact", "metric: fuzzy"), r"reverse.yaml: metric: .*'exact' or 'numeric'.*got 'fuzzy'"),
+        (lambda s: s.replace("items: eval.jsonl", "items: nope.jsonl"), r"reverse.yaml: items: file .*nope.jsonl not found"),
+        (lambda s: s.replace("test_size: 30", "test_size: 300"), r"dev_size: dev_size \+ test_size = 320 but eval.jsonl has 60 items"),
+        (lambda s: s.replace('answer_pattern: "Answer:\\\\s*([a-z]+)"', 'answer_pattern: "Answer: [a-z]+"'), r"answer_pattern: .*capturing group"),
+        (lambda s: s.replace("id: reverse-words", "id: Reverse Words"), r"id: .*lower-case"),
+        (lambda s: s + "colour: red\n", r"colour: unknown field; valid fields: .*answer_pattern"),
+        (lambda s: s.replace("file: train.csv", "file: train.txt"), r"sources.0.file: file .*train.txt not found"),
+        (lambda s: s.replace("description: Reverse", "description: [Reverse"), r"reverse.yaml: invalid YAML at line \d+, column \d+"),
+    ],
+)
+def test_malformed_task_yaml_names_file_and_field(user_task, edit, match) -> None:
+    user_task.write_text(edit(SPEC))
+    tasking.reload()
+    with pytest.raises(ConfigError, match=match) as e:
+        tasking.get_task("reverse-words")
+    assert "\n" not in str(e.value)
+
+
+def test_malformed_items_line_is_named(user_task) -> None:
+    items = user_task.parent / "eval.jsonl"
+    lines = items.read_text().splitlines()
+    lines[4] = '{"input": "Reverse: abc"}'
+    items.write_text("\n".join(lines) + "\n")
+    tasking.reload()
+    with pytest.raises(ConfigError, match=r"eval.jsonl: line 5: missing \['answer'\]"):
+        tasking.get_task("reverse-words")
