@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from actors.curator import Curator
+from actors.diagnostician import Diagnostician
+from actors.planner import Planner
 from actors.trainer import Trainer
-from ftdojo import agents, log
+from actors.validator import Validator
+from ftdojo import agents, backbones, log
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.errors import RunError, UserError
@@ -35,6 +38,7 @@ from ftdojo.messages import (
     TaskCard,
     TrainConfig,
     TrainResult,
+    ValidationReport,
 )
 from ftdojo.paths import code_version
 from ftdojo.runtime import Spawner, call
@@ -50,8 +54,12 @@ class Context:
     card: TaskCard
     seed: int
     train: TrainConfig
+    propose: Any
+    diagnostician: Any
     iterate: Any
     evaluate: Any
+    record: Any
+    usage: Any
 
 
 class RunSupervisor:
@@ -81,17 +89,24 @@ class RunSupervisor:
         referee = Referee(task.id, p.eval_batch_size, self.threads)
         self.env = self.spawner.spawn(DojoEnv, task.id, p.base_model, p.budget, p.eval_batch_size, self.threads)
         self.card: TaskCard = await call(self.env, "describe")
+        a = self.agent_cfg
         self.curator = self.spawner.spawn(Curator, self.env, str(self.workspace), self.key.seed)
         self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
-        self.log.info("run_start", agent=self.agent_cfg.name, base_model=p.base_model)
-        ctx = Context(self.card, self.key.seed, agent_train(self.agent_cfg, p), self.iterate, self.evaluate)
+        self.validator = self.spawner.spawn(Validator, self.env, str(self.workspace), self.threads)
+        tokens = p.budget.max_llm_tokens
+        self.planner = self.spawner.spawn(Planner, backbones.make(a.backbone, tokens), a.search == "linear")
+        self.diagnostician = self.spawner.spawn(Diagnostician, a.feedback == "scalar", backbones.make(a.backbone, tokens))
+        self.log.info("run_start", agent=a.name, base_model=p.base_model)
+        ctx = Context(
+            self.card, self.key.seed, agent_train(a, p), self.propose, self.diagnostician,
+            self.iterate, self.evaluate, self.record, self.usage,
+        )
         candidate = await agents.make(self.agent_cfg).run(ctx)
         fallback = candidate is None
         final = candidate or Candidate(base_model=p.base_model)
         test = referee.finalize(final)
         inputs = [e.input for c in self.curated for e in _read_examples(c.path)]
         leak = referee.leak_check(inputs) if inputs else {"dev": 0.0, "test": 0.0}
-        usage = await call(self.env, "usage")
         self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak)
         return RunRecord(
             key=self.key,
@@ -106,21 +121,43 @@ class RunSupervisor:
             experiments=self.experiments,
             leak=leak,
             leak_flagged=leak["test"] >= LEAK_FLAG,
-            usage=usage,
+            usage=await self.usage(),
             wall_s=time.perf_counter() - t0,
             started_at=started,
             code_version=code_version(),
         )
+
+    async def usage(self) -> dict[str, float]:
+        out = dict(await call(self.env, "usage"))
+        for peer in (self.planner, self.diagnostician):
+            for k, v in (await call(peer, "usage")).items():
+                out[f"llm_{k}"] = out.get(f"llm_{k}", 0.0) + float(v)
+        return out
+
+    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | None:
+        """Ask the planner; a backbone failure becomes a failed experiment and None."""
+        try:
+            return await call(self.planner, "propose", self.card, history, base, steps_left, prompt)
+        except RunError as e:
+            exp = Experiment(id=f"it{len(history)}", parent=None, plan=None, status="failed", error=f"planner: {e}")
+            self.experiments.append(exp)
+            self.log.info("iteration", plan=exp.id, status="failed", error=exp.error)
+            return None
+
+    async def record(self, exp: Experiment) -> None:
+        """Replace an experiment with its annotated copy (feedback attached)."""
+        self.experiments = [exp if e.id == exp.id else e for e in self.experiments]
 
     async def evaluate(self, candidate: Candidate) -> EvalReport:
         report: EvalReport = await call(self.env, "evaluate", candidate)
         self.dev_reports[candidate.model_dump_json()] = report
         return report
 
-    async def iterate(self, plan: Plan) -> Experiment:
+    async def iterate(self, plan: Plan, validate: bool = False) -> Experiment:
         """One iteration; every failure inside it is recorded here and nowhere else."""
         t0 = time.perf_counter()
         curated: CuratedData | None = None
+        report: ValidationReport | None = None
         result: TrainResult | None = None
         dev: EvalReport | None = None
         status: Literal["ok", "rejected", "failed"] = "ok"
@@ -129,7 +166,12 @@ class RunSupervisor:
             await call(self.env, "check_wall")
             curated = await call(self.curator, "curate", plan)
             self.curated.append(curated)
-            if curated.n_examples == 0:
+            if validate:
+                report = await call(self.validator, "validate", plan, curated, self.card)
+            if report is not None and not report.passed:
+                failed = [f"{c.name}: {c.reason}" for c in report.checks if c.status == "fail"]
+                status, error = "rejected", "fail-fast: " + "; ".join(failed)
+            elif curated.n_examples == 0:
                 status, error = "rejected", "recipe produced no training examples"
             else:
                 result = await call(self.trainer, "train", plan, curated, self.card)
@@ -146,11 +188,13 @@ class RunSupervisor:
             if not _is_actor_death(e):
                 raise
             status, error = "failed", f"actor died: {type(e).__name__}"
+            self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
         exp = Experiment(
             id=plan.plan_id,
             parent=plan.parent,
             plan=plan,
             curated=curated,
+            validation=report,
             train=result,
             dev=dev,
             status=status,
@@ -164,6 +208,7 @@ class RunSupervisor:
             status=status,
             error=error,
             examples=curated.n_examples if curated else None,
+            checks_failed=[c.name for c in report.checks if c.status == "fail"] if report else None,
             final_loss=round(result.losses[-1], 4) if result and result.losses else None,
             tokens_per_s=round(result.tokens_per_s, 1) if result else None,
             dev=round(dev.score, 4) if dev else None,

@@ -20,7 +20,27 @@ from ftdojo.messages import Budget, PromptSpec, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-Policy = Literal["zero-shot", "naive-sft"]
+Policy = Literal["zero-shot", "naive-sft", "ft-agent", "random-search"]
+
+
+class BackboneConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    kind: Literal["heuristic", "llm"] = "heuristic"
+    """heuristic: deterministic expert rules; llm: an OpenAI-compatible endpoint."""
+    model: str = ""
+    """Model name sent to the endpoint."""
+    base_url: str = ""
+    """Endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (read at run time, never stored)."""
+    max_retries: int = 3
+    """Re-asks after an answer that does not validate; the validation error is fed back."""
+    temperature: float = 0.0
+    """Sampling temperature."""
+    max_tokens: int = 1024
+    """Completion cap per request."""
+    cache: Literal["off", "record", "replay", "auto"] = "auto"
+    """On-disk request cache: auto replays hits and records misses; replay fails on a miss."""
 
 
 class Schema(BaseModel):
@@ -38,6 +58,14 @@ class AgentConfig(Schema):
     """Training config the agent starts from."""
     prompt: PromptSpec = PromptSpec()
     """Prompt format."""
+    backbone: BackboneConfig = BackboneConfig()
+    """What the planner and diagnostician reason with (ft-agent)."""
+    failfast: bool = True
+    """Validate each plan before training (ft-agent)."""
+    feedback: Literal["multi", "scalar"] = "multi"
+    """Multi-level findings, or the dev score only (ablation)."""
+    search: Literal["tree", "linear"] = "tree"
+    """Branch from the best node, or always continue from the last (ablation)."""
 
 
 class ProfileConfig(Schema):

@@ -314,6 +314,8 @@ class TrainResult(Message):
     """Time from start of fit to the saved checkpoint."""
     checkpoint: str | None = None
     """Adapter (or full-model) directory."""
+    source_losses: dict[str, float] = Field(default_factory=dict)
+    """Mean per-example loss by source over the second half of training (high: hard or noisy)."""
 
 
 class ErrorSample(Message):
@@ -396,8 +398,8 @@ class Experiment(Message):
     """Same as the plan id."""
     parent: str | None
     """Parent experiment."""
-    plan: Plan
-    """The plan."""
+    plan: Plan | None
+    """The plan (None when the planner itself failed to produce one)."""
     curated: CuratedData | None = None
     """Data built for it."""
     validation: ValidationReport | None = None

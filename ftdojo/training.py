@@ -34,14 +34,16 @@ def _completion_lm(model: Any) -> Any:
             super().__init__()
             self.lm = lm
 
-        def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
+        def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any, Any]:
             causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
             hidden = causal.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             targets = labels[:, 1:]
             keep = targets != -100
             logits = causal.get_output_embeddings()(hidden[:, :-1][keep])
-            loss_sum = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
-            return loss_sum, keep.sum()
+            token_loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
+            rows = keep.nonzero()[:, 0]
+            per_row = torch.zeros(input_ids.shape[0], device=token_loss.device).index_add(0, rows, token_loss.detach())
+            return token_loss.sum(), keep.sum(), per_row / keep.sum(1).clamp(min=1)
 
     return CompletionLM(model)
 
@@ -102,11 +104,15 @@ def train_loop(cfg: dict[str, Any]) -> None:
     spec = PromptSpec.model_validate(cfg["prompt"])
     enc = sft.encode_examples(tok, examples, spec, cfg["instruction"], tc.max_length)
     schedule = sft.batch_schedule(len(enc), tc.batch_size, tc.steps, tc.seed, [len(e.input_ids) for e in enc])
+    if cfg.get("fixed_batch"):  # smoke test: fit one batch, so the loss must fall unless something is broken
+        schedule = [schedule[0]] * tc.steps
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
 
     def lr_at(step: int) -> float:
+        if cfg.get("constant_lr"):
+            return 1.0
         if step < tc.warmup_steps:
             return (step + 1) / max(1, tc.warmup_steps)
         progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
@@ -114,6 +120,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     losses: list[float] = []
+    source_sum: dict[str, float] = {}
+    source_n: dict[str, int] = {}
     tokens = 0
     t0 = time.perf_counter()
     for step, idx in enumerate(schedule):
@@ -122,7 +130,12 @@ def train_loop(cfg: dict[str, Any]) -> None:
         if device is not None:
             batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            loss_sum, count = net(**batch)
+            loss_sum, count, row_loss = net(**batch)
+        if step >= tc.steps // 2:  # per-source fit over the second half: noisy labels stay high
+            for i, v in zip(shard, row_loss.tolist()):
+                src = examples[i].source
+                source_sum[src] = source_sum.get(src, 0.0) + v
+                source_n[src] = source_n.get(src, 0) + 1
         total = count.detach().clone().float()
         if world > 1:
             dist.all_reduce(total)
@@ -145,13 +158,14 @@ def train_loop(cfg: dict[str, Any]) -> None:
         t = torch.tensor([tokens], dtype=torch.long, device=device)
         dist.all_reduce(t)
         tokens = int(t.item())
-    if rank == 0:
+    if rank == 0 and cfg.get("save", True):
         out = Path(cfg["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)  # peft: adapter only
         if tc.method == "full":
             tok.save_pretrained(out)
-    ray.train.report({"losses": losses, "tokens": tokens, "train_s": elapsed})
+    source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
+    ray.train.report({"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses})
 
 
 def write_examples(path: Path, examples: list[Example]) -> None:
@@ -171,6 +185,8 @@ def fit(
     prompt: PromptSpec,
     instruction: str,
     threads: int = 1,
+    save: bool = True,
+    smoke: bool = False,
 ) -> TrainResult:
     """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -184,6 +200,9 @@ def fit(
         "output_dir": output_dir,
         "instruction": instruction,
         "threads": threads,
+        "save": save,
+        "constant_lr": smoke,
+        "fixed_batch": smoke,
     }
     t0 = time.perf_counter()
     scaling = ScalingConfig(
@@ -216,7 +235,8 @@ def fit(
         tokens=int(m.get("tokens", 0)),
         tokens_per_s=float(m.get("tokens", 0)) / train_s,
         wall_s=time.perf_counter() - t0,
-        checkpoint=output_dir,
+        checkpoint=output_dir if save else None,
+        source_losses={k: float(v) for k, v in (m.get("source_losses") or {}).items()},
     )
 
 

@@ -1,0 +1,171 @@
+"""Fail-fast validator: cheap checks on a plan and its data before full training.
+
+Each check is named and returns pass / warn / fail with the measured value.
+Data checks need only the tokenizer; config checks read the model's module
+names from its config (built on the meta device, no weights); the memory
+estimate is arithmetic; the smoke train runs a few real steps through the
+same training path. A plan with any ``fail`` costs no full training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from ftdojo import models, overlap, scoring, sft, training
+from ftdojo.messages import Check, CuratedData, Example, Plan, TaskCard, ValidationReport
+from ftdojo.runtime import call
+
+LR_RANGE = (1e-6, 1e-2)
+TRUNCATION_FAIL = 0.02
+PARSE_FAIL = 0.9
+SAMPLE = 512
+SMOKE_STEPS = 6
+SMOKE_MIN_DROP = 0.01
+
+
+def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: bool = False) -> Check:
+    status = "pass" if ok else ("warn" if warn else "fail")
+    return Check(name=name, status=status, reason=reason, value=value)
+
+
+class Validator:
+    def __init__(self, env: Any, workspace: str, threads: int = 1, smoke_steps: int = SMOKE_STEPS) -> None:
+        self.env = env
+        self.workspace = Path(workspace)
+        self.threads = threads
+        self.smoke_steps = smoke_steps
+        self._tok: dict[str, Any] = {}
+        self._modules: dict[str, set[str]] = {}
+
+    def _tokenizer(self, spec: str) -> Any:
+        if spec not in self._tok:
+            from transformers import AutoTokenizer
+
+            self._tok[spec] = AutoTokenizer.from_pretrained(models.resolve(spec))
+        return self._tok[spec]
+
+    def _module_names(self, spec: str) -> set[str]:
+        if spec not in self._modules:
+            import torch
+            from transformers import AutoConfig, AutoModelForCausalLM
+
+            cfg = AutoConfig.from_pretrained(models.resolve(spec))
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(cfg)
+            self._modules[spec] = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
+            self._modules[spec + ":params"] = {str(sum(p.numel() for p in model.parameters()))}
+        return self._modules[spec]
+
+    async def validate(self, plan: Plan, data: CuratedData, card: TaskCard) -> ValidationReport:
+        t0 = time.perf_counter()
+        examples = _read(data.path)
+        checks = self.data_checks(plan, examples, card)
+        checks += await self.config_checks(plan, card, examples)
+        smoke: list[float] = []
+        mem = self.memory_mb(plan, card)
+        checks.append(_memory_check(mem))
+        if all(c.status != "fail" for c in checks):  # the smoke train is the one costly check: run it last
+            check, smoke = self.smoke_train(plan, data, card)
+            checks.append(check)
+        return ValidationReport(
+            plan_id=plan.plan_id, checks=checks, smoke_losses=smoke, memory_estimate_mb=mem,
+            wall_s=time.perf_counter() - t0,
+        )
+
+    def data_checks(self, plan: Plan, examples: list[Example], card: TaskCard) -> list[Check]:
+        n = len(examples)
+        checks = [_check("non_empty", n > 0, f"{n} examples")]
+        if n == 0:
+            return checks
+        bad = sum(not e.input.strip() or not e.completion.strip() for e in examples)
+        checks.append(_check("well_formed", bad == 0, f"{bad} examples with an empty input or completion", bad))
+        parsed = sum(scoring.extract(e.completion, card.answer_pattern) is not None for e in examples) / n
+        checks.append(_check("targets_parseable", parsed >= PARSE_FAIL,
+                             f"{parsed:.1%} of targets parse with the task's extractor (need {PARSE_FAIL:.0%})", parsed))
+        tok = self._tokenizer(card.base_model)
+        sample = random.Random(0).sample(examples, min(SAMPLE, n))
+        prompts = [sft.render_prompt(tok, plan.prompt, card.instruction, e.input) for e in sample]
+        enc = [sft.encode(tok, p, e.completion, plan.train.max_length) for p, e in zip(prompts, sample)]
+        trunc = sum(e.truncated for e in enc) / len(enc)
+        checks.append(_check("truncation", trunc <= TRUNCATION_FAIL,
+                             f"{trunc:.1%} of examples exceed max_length={plan.train.max_length} and lose their answer end", trunc))
+        eos_in = sum(e.labels[-1] == tok.eos_token_id for e in enc) / len(enc)
+        share = sum(sum(lab != sft.IGNORE for lab in e.labels) for e in enc) / sum(len(e.labels) for e in enc)
+        checks.append(_check("loss_mask", eos_in == 1.0 and share > 0,
+                             f"{share:.1%} of tokens trained; EOS inside the loss for {eos_in:.1%} of examples", share))
+        prefix = sum(tok(p + e.completion, add_special_tokens=False)["input_ids"][: x.prompt_len] == x.input_ids[: x.prompt_len]
+                     for p, e, x in zip(prompts, sample, enc)) / len(enc)
+        checks.append(_check("prompt_prefix", prefix == 1.0, f"tokenized prompt is a prefix of prompt+completion for {prefix:.1%}", prefix, warn=True))
+        dup = 1 - len({e.input for e in examples}) / n
+        checks.append(_check("duplicates", dup <= 0.2, f"{dup:.1%} duplicate inputs", dup, warn=True))
+        return checks
+
+    async def config_checks(self, plan: Plan, card: TaskCard, examples: list[Example]) -> list[Check]:
+        tc = plan.train
+        checks = []
+        dev = await call(self.env, "read_dev")
+        index = overlap.OverlapIndex([d.input for d in dev])
+        sample = random.Random(0).sample(examples, min(2000, len(examples)))
+        rate = overlap.contamination_rate([e.input for e in sample], index)
+        checks.append(_check("dev_overlap", rate <= 0.01, f"{rate:.1%} of training inputs overlap dev items", rate))
+        if tc.method == "lora":
+            names = self._module_names(card.base_model)
+            missing = sorted(set(tc.target_modules) - names)
+            checks.append(_check("target_modules", not missing,
+                                 f"missing in {card.base_model}: {missing}" if missing else f"all of {tc.target_modules} exist"))
+        lo, hi = LR_RANGE
+        checks.append(_check("learning_rate", lo <= tc.lr <= hi, f"lr={tc.lr:g}, valid range [{lo:g}, {hi:g}]", tc.lr))
+        usage = await call(self.env, "usage")
+        left = card.budget.max_train_steps - usage["train_steps"]
+        checks.append(_check("fits_budget", 1 <= tc.steps <= left, f"{tc.steps} steps asked, {left:g} left in the budget", tc.steps))
+        return checks
+
+    def memory_mb(self, plan: Plan, card: TaskCard) -> float:
+        """Weights + (LoRA: small) optimizer state + activations of one micro-batch, in MiB."""
+        self._module_names(card.base_model)
+        params = int(next(iter(self._modules[card.base_model + ":params"])))
+        tc = plan.train
+        trainable = params if tc.method == "full" else params * 0.02
+        weights = params * 4 + trainable * 12  # fp32 weights; grads + 2 Adam moments for trainable
+        cfg = _hidden(card.base_model)
+        acts = tc.batch_size * tc.max_length * cfg["hidden"] * cfg["layers"] * 34  # ~34 bytes per hidden unit per layer
+        return (weights + acts) / 2**20
+
+    def smoke_train(self, plan: Plan, data: CuratedData, card: TaskCard) -> tuple[Check, list[float]]:
+        steps = self.smoke_steps
+        smoke_cfg = plan.train.model_copy(update={"steps": steps, "warmup_steps": 0, "num_workers": 0})
+        res = training.fit(
+            plan_id=f"{plan.plan_id}-smoke", base_model=card.base_model, data_path=data.path,
+            output_dir=str(self.workspace / plan.plan_id / "smoke"), train=smoke_cfg, prompt=plan.prompt,
+            instruction=card.instruction, threads=self.threads, save=False, smoke=True,
+        )
+        if res.status != "ok":
+            return _check("smoke_train", False, f"smoke train crashed: {res.error}"), []
+        losses = res.losses  # the same batch every step, constant lr: the loss must fall
+        finite = all(math.isfinite(x) for x in losses)
+        first, last = losses[0], losses[-1]
+        ok = finite and last < first * (1 - SMOKE_MIN_DROP)
+        reason = f"{steps} steps on one batch: loss {first:.3f} -> {last:.3f} (must fall by {SMOKE_MIN_DROP:.0%})"
+        return _check("smoke_train", ok, reason + ("" if finite else "; non-finite"), last), losses
+
+
+def _memory_check(mb: float) -> Check:
+    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20
+    return _check("memory", mb < 0.8 * avail, f"estimated {mb:.0f} MiB of {avail:.0f} MiB available", mb)
+
+
+def _hidden(spec: str) -> dict[str, int]:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(models.resolve(spec))
+    return {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers}
+
+
+def _read(path: str) -> list[Example]:
+    with open(path) as f:
+        return [Example.model_validate_json(line) for line in f if line.strip()]

@@ -1,0 +1,143 @@
+"""FT-Agent: search rules, multi-level diagnosis, planning, and the whole loop on a tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.diagnostician import Diagnostician
+from actors.planner import HeuristicPolicy, Planner
+from actors.supervisor import RunSupervisor
+from ftdojo import backbones, config
+from ftdojo.messages import (
+    Budget, Check, DataRecipe, EvalReport, Experiment, Plan, RunKey, SourceMapping, TaskCard, TrainConfig, TrainResult, ValidationReport,
+)
+from ftdojo.search import best_node, better, noise_margin
+
+CARD = TaskCard(
+    task_id="t", domain="d", description="x", instruction="i", answer_format="Answer: <n>", answer_template="Answer: {answer}",
+    answer_pattern=r"Answer:\s*(-?\d+)", metric="numeric", direction="max", categories=["a", "b"], base_model="m",
+    budget=Budget(max_iterations=3), sources=[], dev_size=100,
+)
+
+
+def _exp(i: str, score: float | None, losses=(2.0, 1.0), status="ok", src_losses=None, parse=0.0, cats=None, parent=None) -> Experiment:
+    plan = Plan(plan_id=i, hypothesis="h", parent=parent,
+                recipe=DataRecipe(sources=[SourceMapping(source="clean", prompt="{q}", answer="{a}"), SourceMapping(source="forum", prompt="{q}", answer="{a}")]),
+                train=TrainConfig(steps=100, lr=1e-3))
+    dev = None if score is None else EvalReport(split="dev", score=score, n=100, per_category=cats or {"a": score, "b": score}, parse_failure_rate=parse, errors=[])
+    tr = TrainResult(plan_id=i, status="ok", losses=list(losses), steps=len(losses), source_losses=src_losses or {}, checkpoint="/c")
+    return Experiment(id=i, parent=parent, plan=plan, train=tr if status == "ok" else None, dev=dev, status=status)
+
+
+def test_best_node_respects_direction_and_dev_noise() -> None:
+    a, b, c = _exp("a", 0.50), _exp("b", 0.53), _exp("c", 0.70)
+    assert noise_margin(a.dev) == pytest.approx(0.05)
+    assert best_node([a, b], "max").id == "a"  # +3 points on 100 items is noise
+    assert best_node([a, b, c], "max").id == "c"
+    assert best_node([c, a], "min").id == "a"
+    assert best_node([_exp("x", None, status="failed")], "max") is None
+    assert better(0.2, 0.1, "min") is False and better(0.1, 0.2, "min") is True
+
+
+def test_diagnostician_reads_all_three_levels() -> None:
+    best = _exp("it0", 0.60)
+    exp = _exp("it1", 0.30, losses=[2.0] * 5 + [1.0] * 5 + [0.5] * 5, src_losses={"clean": 0.20, "forum": 0.95, "drills": 0.25},
+               parse=0.25, cats={"a": 0.5, "b": 0.1}, parent="it0")
+    fb = asyncio.run(Diagnostician().diagnose(exp, best, best, CARD))
+    by_code = {f.code: f for f in fb.findings}
+    assert by_code["suspected_noise"].level == "data" and by_code["suspected_noise"].message.startswith("forum")
+    assert "clean" not in {f.message.split(":")[0] for f in fb.findings if f.code == "suspected_noise"}
+    assert by_code["underfit"].level == "training"
+    assert {"format_errors", "content_errors", "weak_category", "regression"} <= set(by_code)
+    assert fb.decision == "branch"
+    rising = _exp("it2", 0.6, losses=[1.0, 1.2, 1.5, 2.0, 3.0])
+    assert "diverged" in {f.code for f in asyncio.run(Diagnostician().diagnose(rising, None, None, CARD)).findings}
+
+
+def test_scalar_feedback_ablation_sees_only_the_score() -> None:
+    fb = asyncio.run(Diagnostician(scalar=True).diagnose(_exp("it1", 0.3, src_losses={"clean": 0.1, "forum": 0.9}), _exp("it0", 0.6), None, CARD))
+    assert [f.code for f in fb.findings] == ["score"] and fb.decision == "branch"
+
+
+def test_heuristic_planner_drops_noisy_source_and_fixes_rejections() -> None:
+    pol, planner = HeuristicPolicy(), Planner(HeuristicPolicy())
+    first = _exp("it0", 0.5, src_losses={"clean": 0.2, "forum": 0.9})
+    first = first.model_copy(update={"feedback": asyncio.run(Diagnostician().diagnose(first, None, None, CARD))})
+    plan = asyncio.run(planner.propose(CARD, [first], TrainConfig(), steps_left=80))
+    assert plan.parent == "it0" and [m.source for m in plan.recipe.sources] == ["clean"]
+    assert plan.train.steps == 80  # clipped to the budget left
+    rejected = first.model_copy(update={
+        "id": "it1", "status": "rejected", "dev": None,
+        "validation": ValidationReport(plan_id="it1", checks=[Check(name="truncation", status="fail", reason="r"), Check(name="learning_rate", status="fail", reason="r")]),
+        "plan": first.plan.model_copy(update={"train": TrainConfig(max_length=32, lr=5.0)}),
+    })
+    _, _, train = asyncio.run(pol.propose(CARD, [first, rejected], first, TrainConfig()))
+    assert train.max_length == 64 and train.lr == 1e-3
+
+
+def test_linear_ablation_continues_from_the_last_node() -> None:
+    good, worse = _exp("it0", 0.8), _exp("it1", 0.2, parent="it0")
+    assert asyncio.run(Planner(HeuristicPolicy(), linear=True).propose(CARD, [good, worse], TrainConfig(), 100)).parent == "it1"
+    assert asyncio.run(Planner(HeuristicPolicy()).propose(CARD, [good, worse], TrainConfig(), 100)).parent == "it0"
+
+
+def _run(agent: str, tmp_path, task: str = "math-linear", profile_overrides=()):
+    prof = config.load_profile("tiny", list(profile_overrides))
+    key = RunKey(task=task, agent=agent, seed=0, profile="tiny", config_hash="0" * 16)
+    return asyncio.run(RunSupervisor(key, config.load_agent(agent), prof, str(tmp_path / agent)).run())
+
+
+def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp_path) -> None:
+    rec = _run("ft-agent", tmp_path)
+    assert rec.status == "ok" and len(rec.experiments) >= 2
+    for e in rec.experiments:
+        assert e.feedback is not None and e.validation is not None and e.feedback.decision in {"continue", "branch", "stop"}
+    assert rec.experiments[0].plan.recipe.sources[0].rationale  # reasoning traces first
+    best = best_node(rec.experiments, "max")
+    assert rec.final.checkpoint == best.train.checkpoint and not rec.fallback_to_base
+    assert rec.usage["train_steps"] <= 100
+
+
+class BrokenPlans:
+    """A planner backbone that only emits broken plans, one kind per iteration."""
+
+    def __init__(self) -> None:
+        self.i = 0
+        self.usage = {}
+
+    async def propose(self, card, history, parent, base):
+        good = SourceMapping(source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")
+        cases = [
+            (DataRecipe(sources=[good.model_copy(update={"answer": "x is {solution}"})]), base, "wrong format"),
+            (DataRecipe(sources=[good]), base.model_copy(update={"max_length": 30}), "truncating max length"),
+            (DataRecipe(sources=[good]), base.model_copy(update={"lr": 3.0}), "diverging lr"),
+            (DataRecipe(sources=[good.model_copy(update={"where": {"form": "cubic"}})]), base, "empty"),
+            (DataRecipe(sources=[good]), base.model_copy(update={"target_modules": ["c_attn"]}), "missing module"),
+        ]
+        recipe, train, why = cases[self.i % len(cases)]
+        self.i += 1
+        return why, recipe, train
+
+
+def test_fault_injection_every_broken_plan_is_caught_before_training(math_domain, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(backbones, "make", lambda cfg, tokens=0: BrokenPlans())
+    rec = _run("ft-agent", tmp_path, profile_overrides=["budget.max_iterations=3"])
+    assert len(rec.experiments) == 6  # 2 x max_iterations proposals, none trained
+    assert all(e.status == "rejected" and e.train is None for e in rec.experiments)
+    caught = [{c.name for c in e.validation.checks if c.status == "fail"} for e in rec.experiments]
+    assert [c & {"targets_parseable", "truncation", "learning_rate", "non_empty", "target_modules"} for c in caught[:5]] == [
+        {"targets_parseable"}, {"truncation"}, {"learning_rate"}, {"non_empty"}, {"target_modules"}]
+    assert rec.usage["train_steps"] == 0
+    assert rec.fallback_to_base and rec.final.checkpoint is None and rec.test is not None
+
+
+def test_no_failfast_ablation_trains_without_validation(math_domain, tmp_path) -> None:
+    rec = _run("ft-agent-no-failfast", tmp_path, profile_overrides=["budget.max_iterations=1"])
+    assert rec.experiments[0].validation is None and rec.experiments[0].train is not None
+
+
+def test_random_search_runs_and_picks_best(math_domain, tmp_path) -> None:
+    rec = _run("random-search", tmp_path, profile_overrides=["budget.max_iterations=2", "budget.max_train_steps=20"])
+    assert rec.status == "ok" and 1 <= len(rec.experiments) <= 2
