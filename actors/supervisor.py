@@ -81,6 +81,7 @@ class RunSupervisor:
         self.experiments: list[Experiment] = []
         self.curated: list[CuratedData] = []
         self.dev_reports: dict[str, EvalReport] = {}
+        self.phase = "starting"
 
     async def run(self) -> RunRecord:
         t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -127,6 +128,13 @@ class RunSupervisor:
             code_version=code_version(),
         )
 
+    def state(self) -> dict[str, Any]:
+        """Where the run is (for progress displays and fault-injection tests)."""
+        return {"phase": self.phase, "experiments": len(self.experiments)}
+
+    def peer(self, name: Literal["env", "curator", "trainer", "validator", "planner", "diagnostician"]) -> Any:
+        return getattr(self, name)
+
     async def usage(self) -> dict[str, float]:
         out = dict(await call(self.env, "usage"))
         for peer in (self.planner, self.diagnostician):
@@ -164,9 +172,11 @@ class RunSupervisor:
         error: str | None = None
         try:
             await call(self.env, "check_wall")
+            self.phase = "curate"
             curated = await call(self.curator, "curate", plan)
             self.curated.append(curated)
             if validate:
+                self.phase = "validate"
                 report = await call(self.validator, "validate", plan, curated, self.card)
             if report is not None and not report.passed:
                 failed = [f"{c.name}: {c.reason}" for c in report.checks if c.status == "fail"]
@@ -174,11 +184,13 @@ class RunSupervisor:
             elif curated.n_examples == 0:
                 status, error = "rejected", "recipe produced no training examples"
             else:
+                self.phase = "train"
                 result = await call(self.trainer, "train", plan, curated, self.card)
                 if result.status != "ok":
                     status, error = "failed", result.error
                 else:
                     cand = Candidate(base_model=self.card.base_model, checkpoint=result.checkpoint, prompt=plan.prompt)
+                    self.phase = "evaluate"
                     dev = await self.evaluate(cand)
         except UserError as e:
             status, error = "rejected", str(e)
@@ -189,6 +201,7 @@ class RunSupervisor:
                 raise
             status, error = "failed", f"actor died: {type(e).__name__}"
             self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
+        self.phase = "diagnose"
         exp = Experiment(
             id=plan.plan_id,
             parent=plan.parent,

@@ -132,7 +132,7 @@ class LLMBackbone:
 
     def _key(self, messages: list[dict[str, str]]) -> str:
         c = self.cfg
-        return paths.sha256_json([c.model, c.base_url, c.temperature, c.max_tokens, messages])
+        return paths.sha256_json([c.model, c.temperature, c.max_tokens, messages])  # not the URL: replays survive a moved server
 
     async def complete(self, messages: list[dict[str, str]]) -> str:
         key = self._key(messages)

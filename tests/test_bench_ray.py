@@ -40,3 +40,32 @@ def test_bench_rejects_bad_input_before_running(capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "unknown suite or task 'math-nope'; valid: all, math, math-arith, math-linear" in err
+
+
+def test_killing_the_trainer_mid_iteration_fails_that_iteration_only(ray_cluster, math_domain, tmp_path) -> None:
+    import time
+
+    import ray
+
+    from actors.supervisor import RunSupervisor
+    from ftdojo import config
+    from ftdojo.messages import RunKey
+
+    prof = config.load_profile("tiny", ["train.steps=250", "budget.max_train_steps=1000", "budget.max_iterations=2"])
+    key = RunKey(task="math-linear", agent="ft-agent-no-failfast", seed=0, profile="tiny", config_hash="0" * 16)
+    sup = ray.remote(RunSupervisor).options(num_cpus=1, max_concurrency=4).remote(
+        key, config.load_agent("ft-agent-no-failfast"), prof, str(tmp_path / "ws"), "ray"
+    )
+    ref = sup.run.remote()
+    deadline = time.time() + 120
+    while ray.get(sup.state.remote())["phase"] != "train":
+        assert time.time() < deadline, "never reached training"
+        time.sleep(0.2)
+    time.sleep(2.0)
+    ray.kill(ray.get(sup.peer.remote("trainer")), no_restart=True)
+    rec = ray.get(ref, timeout=300)
+    first, second = rec.experiments[0], rec.experiments[1]
+    assert first.status == "failed" and "actor died" in first.error
+    assert second.status == "ok" and second.train.steps > 0  # a fresh trainer took over
+    assert rec.status == "ok" and rec.final.checkpoint == second.train.checkpoint
+    ray.kill(sup)
