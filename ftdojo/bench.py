@@ -125,12 +125,12 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
 
     from actors.supervisor import RunSupervisor
 
-    remote_cls = ray.remote(RunSupervisor)
     pending: dict[Any, tuple[RunSpec, Any, float]] = {}
     for run in runs:
-        actor = remote_cls.options(
-            num_cpus=profile.cpus_per_run, num_gpus=profile.gpus_per_run, max_restarts=0, max_concurrency=8
-        ).remote(run.key, run.agent, profile, str(out / "work" / run.key.slug), "ray")
+        workspace = str(out / "work" / run.key.slug)
+        actor = runtime.start_run(
+            RunSupervisor, run.key, run.agent, profile, workspace, "ray", num_cpus=profile.cpus_per_run, num_gpus=profile.gpus_per_run
+        )
         pending[actor.run.remote()] = (run, actor, time.perf_counter())
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)

@@ -50,6 +50,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     return dict(ray.cluster_resources())
 
 
+def start_run(cls: type, *args: Any, num_cpus: float, num_gpus: float) -> Any:
+    """A run's supervisor as a Ray actor holding the run's declared resources."""
+    import ray
+
+    return ray.remote(cls).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_concurrency=8).remote(*args)
+
+
 class Spawner:
     """Creates a run's peer objects, in-process or as Ray actors."""
 

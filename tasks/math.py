@@ -228,6 +228,7 @@ DOMAIN = Domain(
             metric="numeric",
             categories=("two-step", "three-step", "multiply"),
             generate=arith_item,
+            max_new_tokens=48,
             seed=11,
         ),
         TaskSpec(
@@ -241,6 +242,7 @@ DOMAIN = Domain(
             metric="numeric",
             categories=("ax+b=c", "a(x+b)=c", "ax+b=cx+d"),
             generate=linear_item,
+            max_new_tokens=48,
             seed=12,
         ),
     ),
