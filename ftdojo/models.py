@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,30 +92,27 @@ def gguf_path() -> Path:
     return path
 
 
-def ensure_bundled() -> Path:
-    """Convert the bundled GGUF into a safetensors checkpoint once; return its folder."""
-    out = paths.models_dir() / BUNDLED
-    if (out / ".complete").exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):
-        if (out / ".complete").exists():
-            return out
-        _convert_gguf(gguf_path(), out)
-    return out
-
-
-def ensure_tiny() -> Path:
-    """The shared tiny random model (profile ``tiny``): built once, seconds to train."""
-    out = paths.models_dir() / TINY
+def _once(name: str, build: Callable[[Path], object]) -> Path:
+    """Build ``models_dir()/name`` once per machine, under a lock; ``.complete`` marks it done."""
+    out = paths.models_dir() / name
     if (out / ".complete").exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not (out / ".complete").exists():
-            build_tiny_model(out)
+            build(out)
             (out / ".complete").write_text("ok\n")
     return out
+
+
+def ensure_bundled() -> Path:
+    """Convert the bundled GGUF into a safetensors checkpoint once; return its folder."""
+    return _once(BUNDLED, lambda out: _convert_gguf(gguf_path(), out))
+
+
+def ensure_tiny() -> Path:
+    """The shared tiny random model (profile ``tiny``): built once, seconds to train."""
+    return _once(TINY, build_tiny_model)
 
 
 def _convert_gguf(src: Path, out: Path) -> None:
@@ -130,7 +128,6 @@ def _convert_gguf(src: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     fresh.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    (out / ".complete").write_text(src.name + "\n")
 
 
 def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
