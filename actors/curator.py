@@ -20,6 +20,7 @@ from ftdojo.errors import UserError
 from ftdojo.messages import CuratedData, DataRecipe, Example, Plan, SourceMapping, TaskCard
 from ftdojo.paths import sha256_file
 from ftdojo.runtime import call
+from ftdojo.tasking import get_domain
 from ftdojo.training import write_examples
 
 N_SAMPLES = 5
@@ -44,6 +45,7 @@ class Curator:
         self.workspace = Path(workspace)
         self.seed = seed
         self._card: TaskCard | None = None
+        self._verifier: Any = None
 
     async def card(self) -> TaskCard:
         if self._card is None:
@@ -53,6 +55,9 @@ class Curator:
     async def curate(self, plan: Plan) -> CuratedData:
         card = await self.card()
         recipe = plan.recipe
+        if recipe.verify and not card.verifier:
+            raise RecipeError(f"recipe asks verify=true but task {card.task_id} has no verifier; set verify: false")
+        self._verifier = get_domain(card.domain).verifier if recipe.verify else None
         rng = random.Random(f"{self.seed}:{plan.plan_id}")
         dropped: Counter[str] = Counter()
         pools: list[tuple[SourceMapping, list[Example]]] = []
@@ -107,7 +112,11 @@ class Curator:
             if recipe.require_parseable and scoring.extract(completion, card.answer_pattern) is None:
                 dropped["unparseable"] += 1
                 continue
-            out.append(Example(input=render(m.prompt, row, m.source), completion=completion, source=m.source))
+            task_input = render(m.prompt, row, m.source)
+            if self._verifier is not None and self._verifier(task_input, answer) is False:
+                dropped["verifier"] += 1
+                continue
+            out.append(Example(input=task_input, completion=completion, source=m.source))
             if m.max_rows is not None and len(out) >= m.max_rows:
                 break
         return out

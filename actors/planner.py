@@ -26,6 +26,7 @@ def reasoning_first_recipe(card: TaskCard, exclude: set[str] = frozenset()) -> D
             for s in chosen
         ],
         require_parseable=True,
+        verify=card.verifier,
         dedupe=True,
         decontaminate=True,
     )
@@ -69,6 +70,8 @@ class HeuristicPolicy:
             return f"Fix the failed checks {sorted(failed)}: " + ", ".join(notes or ["retry"]) + ".", recipe, train
         if last.status == "failed":
             return "Training crashed; retry the parent's data with a lower learning rate.", recipe, train.model_copy(update={"lr": train.lr / 2})
+        if noisy and card.verifier and not recipe.verify:
+            return f"Suspected label noise in {sorted(noisy)}: keep only examples the task's verifier accepts.", recipe.model_copy(update={"verify": True}), train
         if noisy:
             kept = [m for m in recipe.sources if m.source not in noisy]
             if kept:

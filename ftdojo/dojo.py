@@ -56,6 +56,7 @@ class DojoEnv:
             budget=self._budget,
             sources=[self._source_info(s.name) for s in self._domain.sources],
             dev_size=len(self._dev),
+            verifier=self._domain.verifier is not None,
         )
 
     def _source_info(self, name: str) -> SourceInfo:

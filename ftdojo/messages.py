@@ -100,6 +100,8 @@ class TaskCard(Message):
     """The raw-data catalog of the task's domain."""
     dev_size: int
     """Items in the visible dev split."""
+    verifier: bool = False
+    """Whether the domain offers an answer verifier that recipes can filter with."""
 
 
 class DevItem(Message):
@@ -155,6 +157,8 @@ class DataRecipe(Message):
     """Drop examples whose rendered answer is shorter."""
     require_parseable: bool = False
     """Drop examples the task's own extractor cannot parse."""
+    verify: bool = False
+    """Drop examples the domain's verifier rejects (needs ``TaskCard.verifier``)."""
 
 
 class TrainConfig(Message):

@@ -87,6 +87,8 @@ class Domain:
     seed: int = 0
     origin: str = ""
     """Where the domain was defined: a module name or a YAML path (part of its fingerprint)."""
+    verifier: Callable[[str, str], bool | None] | None = None
+    """Checks (input, answer) by computation: True / False, or None when it cannot tell."""
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Container
 
 import sympy
@@ -106,6 +107,36 @@ def equation(rng: random.Random) -> tuple[str, int, str, str]:
 def linear_item(rng: random.Random) -> Item:
     eq, x, cat, _ = equation(rng)
     return {"id": _id("lin", eq), "input": f"Solve for x: {eq}", "answer": str(x), "category": cat}
+
+
+# --- verifier -------------------------------------------------------------------------
+
+_WORD_PATTERNS = (
+    (re.compile(r"has (\d+) \w+\. \w+ gets (\d+) more, then gives away (\d+)\."), lambda a, b, c: a + b - c),
+    (re.compile(r"starts with (\d+) \w+, finds (\d+) more, buys (\d+) more, and loses (\d+)\."), lambda a, b, c, d: a + b + c - d),
+    (re.compile(r"has (\d+) bags with (\d+) \w+ in each bag, plus (\d+) loose"), lambda n, p, e: n * p + e),
+)
+
+
+def verify(task_input: str, answer: str) -> bool | None:
+    """Check an answer by computation: True / False, or None when the input is not a known form."""
+    try:
+        value = int(answer.strip())
+    except ValueError:
+        return False
+    if task_input.startswith("Solve for x: "):
+        lhs, rhs = task_input.removeprefix("Solve for x: ").split("=")
+        x = sympy.Symbol("x")
+        tf = sympy.parsing.sympy_parser.standard_transformations + (
+            sympy.parsing.sympy_parser.implicit_multiplication_application,
+        )
+        parse = sympy.parsing.sympy_parser.parse_expr
+        return bool(sympy.simplify(parse(lhs, transformations=tf).subs(x, value) - parse(rhs, transformations=tf).subs(x, value)) == 0)
+    for pattern, fn in _WORD_PATTERNS:
+        m = pattern.search(task_input)
+        if m:
+            return fn(*map(int, m.groups())) == value
+    return None
 
 
 # --- raw sources --------------------------------------------------------------------
@@ -216,6 +247,7 @@ DOMAIN = Domain(
     description="Grade-school arithmetic and linear algebra with computed answers.",
     sources=SOURCES,
     origin=__name__,
+    verifier=verify,
     tasks=(
         TaskSpec(
             id="math-arith",

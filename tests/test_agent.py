@@ -141,3 +141,17 @@ def test_no_failfast_ablation_trains_without_validation(math_domain, tmp_path) -
 def test_random_search_runs_and_picks_best(math_domain, tmp_path) -> None:
     rec = _run("random-search", tmp_path, profile_overrides=["budget.max_iterations=2", "budget.max_train_steps=20"])
     assert rec.status == "ok" and 1 <= len(rec.experiments) <= 2
+
+
+def test_curator_verifier_removes_the_noisy_labels(math_domain, tmp_path) -> None:
+    from actors.curator import Curator
+    from ftdojo.dojo import DojoEnv
+
+    env = DojoEnv("math-linear", "tiny-random", Budget())
+    forum = SourceMapping(source="homework_forum", prompt="{question}", answer="{accepted_reply}")
+    plan = lambda verify: Plan(plan_id=f"v{verify}", hypothesis="h", recipe=DataRecipe(sources=[forum], verify=verify), train=TrainConfig())  # noqa: E731
+    raw = asyncio.run(Curator(env, str(tmp_path)).curate(plan(False)))
+    clean = asyncio.run(Curator(env, str(tmp_path)).curate(plan(True)))
+    share = clean.dropped["verifier"] / raw.n_examples
+    assert 0.3 < share < 0.5  # the forum's wrong-label rate is 40%
+    assert clean.n_examples == raw.n_examples - clean.dropped["verifier"]

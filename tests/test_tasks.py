@@ -92,3 +92,14 @@ def test_noisy_source_is_noisy_and_clean_source_is_clean(math_domain) -> None:
     wrong = sum(not _holds(r["question"].removeprefix("Solve for x: "), int(r["accepted_reply"])) for r in eqs)
     checked = len(eqs)
     assert 0.25 < wrong / checked < 0.55
+
+
+def test_math_verifier_accepts_true_and_rejects_wrong_answers() -> None:
+    rng = random.Random(9)
+    for _ in range(100):
+        q, ans, _, _ = math_tasks.word_problem(rng)
+        assert math_tasks.verify(q, str(ans)) is True and math_tasks.verify(q, str(ans + 1)) is False
+        eq, x, _, _ = math_tasks.equation(rng)
+        assert math_tasks.verify(f"Solve for x: {eq}", str(x)) is True
+        assert math_tasks.verify(f"Solve for x: {eq}", str(x + 2)) is False
+    assert math_tasks.verify("What is the airspeed of a swallow?", "11") is None
