@@ -17,7 +17,14 @@ from typing import Any
 
 from ftdojo import overlap, scoring
 from ftdojo.errors import UserError
-from ftdojo.messages import CuratedData, DataRecipe, Example, Plan, SourceMapping, TaskCard
+from ftdojo.messages import (
+    CuratedData,
+    DataRecipe,
+    Example,
+    Plan,
+    SourceMapping,
+    TaskCard,
+)
 from ftdojo.paths import sha256_file
 from ftdojo.runtime import call
 from ftdojo.tasking import get_domain

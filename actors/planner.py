@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftdojo.messages import DataRecipe, Experiment, Plan, PromptSpec, SourceMapping, TaskCard, TrainConfig
+from ftdojo.messages import (
+    DataRecipe,
+    Experiment,
+    Plan,
+    PromptSpec,
+    SourceMapping,
+    TaskCard,
+    TrainConfig,
+)
 from ftdojo.search import best_node
 
 

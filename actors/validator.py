@@ -13,11 +13,19 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftdojo import models, overlap, scoring, sft, training
-from ftdojo.messages import Check, CuratedData, Example, Plan, TaskCard, ValidationReport
+from ftdojo.messages import (
+    Check,
+    CuratedData,
+    Example,
+    Plan,
+    TaskCard,
+    ValidationReport,
+)
 from ftdojo.runtime import call
 
 LR_RANGE = (1e-6, 1e-2)
@@ -26,6 +34,14 @@ PARSE_FAIL = 0.9
 SAMPLE = 512
 SMOKE_STEPS = 6
 SMOKE_MIN_DROP = 0.01
+
+
+@dataclass(frozen=True)
+class Arch:
+    modules: set[str]
+    params: int
+    hidden: int
+    layers: int
 
 
 def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: bool = False) -> Check:
@@ -40,7 +56,7 @@ class Validator:
         self.threads = threads
         self.smoke_steps = smoke_steps
         self._tok: dict[str, Any] = {}
-        self._modules: dict[str, set[str]] = {}
+        self._archs: dict[str, Arch] = {}
 
     def _tokenizer(self, spec: str) -> Any:
         if spec not in self._tok:
@@ -49,17 +65,22 @@ class Validator:
             self._tok[spec] = AutoTokenizer.from_pretrained(models.resolve(spec))
         return self._tok[spec]
 
-    def _module_names(self, spec: str) -> set[str]:
-        if spec not in self._modules:
+    def _arch(self, spec: str) -> Arch:
+        """Module names and sizes from the model's config, built on the meta device (no weights)."""
+        if spec not in self._archs:
             import torch
             from transformers import AutoConfig, AutoModelForCausalLM
 
             cfg = AutoConfig.from_pretrained(models.resolve(spec))
             with torch.device("meta"):
                 model = AutoModelForCausalLM.from_config(cfg)
-            self._modules[spec] = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
-            self._modules[spec + ":params"] = {str(sum(p.numel() for p in model.parameters()))}
-        return self._modules[spec]
+            self._archs[spec] = Arch(
+                modules={n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n},
+                params=sum(p.numel() for p in model.parameters()),
+                hidden=cfg.hidden_size,
+                layers=cfg.num_hidden_layers,
+            )
+        return self._archs[spec]
 
     async def validate(self, plan: Plan, data: CuratedData, card: TaskCard) -> ValidationReport:
         t0 = time.perf_counter()
@@ -114,8 +135,7 @@ class Validator:
         rate = overlap.contamination_rate([e.input for e in sample], index)
         checks.append(_check("dev_overlap", rate <= 0.01, f"{rate:.1%} of training inputs overlap dev items", rate))
         if tc.method == "lora":
-            names = self._module_names(card.base_model)
-            missing = sorted(set(tc.target_modules) - names)
+            missing = sorted(set(tc.target_modules) - self._arch(card.base_model).modules)
             checks.append(_check("target_modules", not missing,
                                  f"missing in {card.base_model}: {missing}" if missing else f"all of {tc.target_modules} exist"))
         lo, hi = LR_RANGE
@@ -127,13 +147,11 @@ class Validator:
 
     def memory_mb(self, plan: Plan, card: TaskCard) -> float:
         """Weights + (LoRA: small) optimizer state + activations of one micro-batch, in MiB."""
-        self._module_names(card.base_model)
-        params = int(next(iter(self._modules[card.base_model + ":params"])))
+        arch = self._arch(card.base_model)
         tc = plan.train
-        trainable = params if tc.method == "full" else params * 0.02
-        weights = params * 4 + trainable * 12  # fp32 weights; grads + 2 Adam moments for trainable
-        cfg = _hidden(card.base_model)
-        acts = tc.batch_size * tc.max_length * cfg["hidden"] * cfg["layers"] * 34  # ~34 bytes per hidden unit per layer
+        trainable = arch.params if tc.method == "full" else arch.params * 0.02
+        weights = arch.params * 4 + trainable * 12  # fp32 weights; grads + 2 Adam moments for trainable
+        acts = tc.batch_size * tc.max_length * arch.hidden * arch.layers * 34  # ~34 bytes per hidden unit per layer
         return (weights + acts) / 2**20
 
     def smoke_train(self, plan: Plan, data: CuratedData, card: TaskCard) -> tuple[Check, list[float]]:
@@ -157,13 +175,6 @@ class Validator:
 def _memory_check(mb: float) -> Check:
     avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20
     return _check("memory", mb < 0.8 * avail, f"estimated {mb:.0f} MiB of {avail:.0f} MiB available", mb)
-
-
-def _hidden(spec: str) -> dict[str, int]:
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(models.resolve(spec))
-    return {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers}
 
 
 def _read(path: str) -> list[Example]:

@@ -33,7 +33,14 @@ from actors.curator import Curator
 from actors.validator import Validator
 from ftdojo import training
 from ftdojo.dojo import DojoEnv
-from ftdojo.messages import Budget, Candidate, DataRecipe, Plan, SourceMapping, TrainConfig
+from ftdojo.messages import (
+    Budget,
+    Candidate,
+    DataRecipe,
+    Plan,
+    SourceMapping,
+    TrainConfig,
+)
 
 
 def plans(steps: int, max_length: int = 256) -> dict[str, Plan]:

@@ -15,7 +15,16 @@ from typing import Any, Protocol
 
 from ftdojo.config import AgentConfig
 from ftdojo.errors import UnknownName
-from ftdojo.messages import Candidate, DataRecipe, EvalReport, Experiment, Plan, SourceMapping, TaskCard, TrainConfig
+from ftdojo.messages import (
+    Candidate,
+    DataRecipe,
+    EvalReport,
+    Experiment,
+    Plan,
+    SourceMapping,
+    TaskCard,
+    TrainConfig,
+)
 from ftdojo.runtime import call
 from ftdojo.search import best_node
 

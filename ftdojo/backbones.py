@@ -24,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ftdojo import paths, prompts
 from ftdojo.config import BackboneConfig
 from ftdojo.errors import BudgetExceeded, RunError
-from ftdojo.messages import DataRecipe, Experiment, Feedback, Finding, TaskCard, TrainConfig
+from ftdojo.messages import (
+    DataRecipe,
+    Experiment,
+    Feedback,
+    Finding,
+    TaskCard,
+    TrainConfig,
+)
 
 HISTORY_SHOWN = 6
 

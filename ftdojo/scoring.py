@@ -66,5 +66,5 @@ def score_outputs(
     """Per-item scores and extractions; an unparseable output scores 0."""
     fn = metric(metric_name)
     extracted = [extract(o, pattern) for o in outputs]
-    scores = [0.0 if e is None else fn(e, g, tolerance) for e, g in zip(extracted, golds)]
+    scores = [0.0 if e is None else fn(e, g, tolerance) for e, g in zip(extracted, golds, strict=True)]
     return scores, extracted

@@ -132,7 +132,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             loss_sum, count, row_loss = net(**batch)
         if step >= tc.steps // 2:  # per-source fit over the second half: noisy labels stay high
-            for i, v in zip(shard, row_loss.tolist()):
+            for i, v in zip(shard, row_loss.tolist(), strict=True):
                 src = examples[i].source
                 source_sum[src] = source_sum.get(src, 0.0) + v
                 source_n[src] = source_n.get(src, 0) + 1

@@ -11,7 +11,18 @@ from actors.planner import HeuristicPolicy, Planner
 from actors.supervisor import RunSupervisor
 from ftdojo import backbones, config
 from ftdojo.messages import (
-    Budget, Check, DataRecipe, EvalReport, Experiment, Plan, RunKey, SourceMapping, TaskCard, TrainConfig, TrainResult, ValidationReport,
+    Budget,
+    Check,
+    DataRecipe,
+    EvalReport,
+    Experiment,
+    Plan,
+    RunKey,
+    SourceMapping,
+    TaskCard,
+    TrainConfig,
+    TrainResult,
+    ValidationReport,
 )
 from ftdojo.search import best_node, better, noise_margin
 

@@ -6,12 +6,20 @@ import asyncio
 import json
 
 import pytest
+from scripted_llm import ScriptedLLM
 
 from ftdojo import backbones, config
 from ftdojo.backbones import BackboneError, LLMBackbone
 from ftdojo.config import BackboneConfig
-from ftdojo.messages import Budget, DataRecipe, Feedback, Finding, SourceMapping, TaskCard, TrainConfig
-from scripted_llm import ScriptedLLM
+from ftdojo.messages import (
+    Budget,
+    DataRecipe,
+    Feedback,
+    Finding,
+    SourceMapping,
+    TaskCard,
+    TrainConfig,
+)
 
 CARD = TaskCard(
     task_id="t", domain="d", description="x", instruction="i", answer_format="f", answer_template="Answer: {answer}",

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from ftdojo import cli
-from ftdojo.messages import Candidate, Check, Feedback, Finding, RunKey, RunRecord, ValidationReport
 from tests_helpers import experiment
+
+from ftdojo import cli
+from ftdojo.messages import (
+    Candidate,
+    Check,
+    Feedback,
+    Finding,
+    RunKey,
+    RunRecord,
+    ValidationReport,
+)
 
 
 def test_tasks_ls_and_show(capsys) -> None:

@@ -6,6 +6,7 @@ import inspect
 import json
 
 import pytest
+from pydantic_core import to_jsonable_python
 
 from ftdojo import repository
 from ftdojo.dojo import DojoEnv, Referee
@@ -27,7 +28,7 @@ def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) 
     test_inputs = _test_inputs(math_domain)
     outputs = [env.describe(), env.read_dev(), env.evaluate(Candidate(base_model=tiny_model)), env.usage()]
     outputs += [env.read_source(s.name) for s in math_domain.sources]
-    blob = json.dumps([o.model_dump() if hasattr(o, "model_dump") else [getattr(x, "model_dump", lambda: x)() for x in o] if isinstance(o, list) else o for o in outputs], default=str)
+    blob = json.dumps(to_jsonable_python(outputs), default=str)
     leaked = [t for t in test_inputs if t in blob]
     assert not leaked, leaked[:3]
     # structurally: the env holds no path to the sealed folder

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ftdojo.messages import DataRecipe, EvalReport, Experiment, Plan, SourceMapping, TrainConfig, TrainResult
+from ftdojo.messages import (
+    DataRecipe,
+    EvalReport,
+    Experiment,
+    Plan,
+    SourceMapping,
+    TrainConfig,
+    TrainResult,
+)
 
 
 def experiment(i: str = "it0", score: float = 0.5) -> Experiment:
