@@ -14,6 +14,7 @@ otherwise go to prompt positions whose logits are thrown away.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -158,14 +159,21 @@ def train_loop(cfg: dict[str, Any]) -> None:
         t = torch.tensor([tokens], dtype=torch.long, device=device)
         dist.all_reduce(t)
         tokens = int(t.item())
-    if rank == 0 and cfg.get("save", True):
+    source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
+    metrics = {"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses}
+    checkpoint = None
+    if rank == 0:
+        # Ray Train keeps metrics only alongside a checkpoint once workers are involved, so
+        # rank 0 always reports one: the adapter (when saving) plus the metrics as JSON.
         out = Path(cfg["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out)  # peft: adapter only
-        if tc.method == "full":
-            tok.save_pretrained(out)
-    source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
-    ray.train.report({"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses})
+        if cfg.get("save", True):
+            model.save_pretrained(out)  # peft: adapter only
+            if tc.method == "full":
+                tok.save_pretrained(out)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        checkpoint = ray.train.Checkpoint.from_directory(str(out))
+    ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def write_examples(path: Path, examples: list[Example]) -> None:
@@ -225,6 +233,9 @@ def fit(
     except Exception as e:  # noqa: BLE001 - Ray wraps worker errors; the iteration fails, the run goes on
         return TrainResult(plan_id=plan_id, status="failed", error=_root_cause(e), wall_s=time.perf_counter() - t0)
     m = result.metrics or {}
+    if not m.get("losses") and result.checkpoint is not None:
+        m = json.loads((Path(result.checkpoint.path) / "metrics.json").read_text())
+    ckpt_dir = result.checkpoint.path if result.checkpoint is not None else output_dir
     losses = [float(x) for x in m.get("losses", [])]
     train_s = float(m.get("train_s", 0.0)) or 1e-9
     return TrainResult(
@@ -235,7 +246,7 @@ def fit(
         tokens=int(m.get("tokens", 0)),
         tokens_per_s=float(m.get("tokens", 0)) / train_s,
         wall_s=time.perf_counter() - t0,
-        checkpoint=output_dir if save else None,
+        checkpoint=ckpt_dir if save else None,
         source_losses={k: float(v) for k, v in (m.get("source_losses") or {}).items()},
     )
 

@@ -70,3 +70,25 @@ def test_killing_the_trainer_mid_iteration_fails_that_iteration_only(ray_cluster
     assert second.status == "ok" and second.train.steps > 0  # a fresh trainer took over
     assert rec.status == "ok" and rec.final.checkpoint == second.train.checkpoint
     ray.kill(sup)
+
+
+def test_ddp_on_two_workers_matches_one_worker_at_the_same_global_batch(ray_cluster, tiny_model, tmp_path) -> None:
+    """gloo DDP: each rank takes half of every global batch; the loss is normalised by the global token count."""
+    import random
+
+    from ftdojo import training
+    from ftdojo.messages import Example, PromptSpec, TrainConfig
+
+    rng = random.Random(0)
+    data = tmp_path / "train.jsonl"
+    training.write_examples(data, [Example(input=f"q{rng.randint(0, 999)}", completion=f"Answer: {i % 7}", source="s") for i in range(64)])
+    runs = {}
+    for workers in (1, 2):
+        cfg = TrainConfig(steps=8, batch_size=8, lr=3e-3, warmup_steps=0, num_workers=workers, precision="fp32")
+        r = training.fit(plan_id=f"ddp{workers}", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / f"a{workers}"),
+                         train=cfg, prompt=PromptSpec(), instruction="i", threads=1)
+        assert r.status == "ok", r.error
+        runs[workers] = r
+    one, two = runs[1].losses, runs[2].losses
+    assert max(abs(a - b) for a, b in zip(one, two, strict=True)) < 1e-3, (one, two)
+    assert runs[1].tokens == runs[2].tokens
