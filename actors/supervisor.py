@@ -93,10 +93,13 @@ class RunSupervisor:
         a = self.agent_cfg
         self.curator = self.spawner.spawn(Curator, self.env, str(self.workspace), self.key.seed)
         self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
-        self.validator = self.spawner.spawn(Validator, self.env, str(self.workspace), self.threads)
-        tokens = p.budget.max_llm_tokens
-        self.planner = self.spawner.spawn(Planner, backbones.make(a.backbone, tokens), a.search == "linear")
-        self.diagnostician = self.spawner.spawn(Diagnostician, a.feedback == "scalar", backbones.make(a.backbone, tokens))
+        self.validator: Any = None  # spawned on first use: baselines never validate
+        self.planner: Any = None
+        self.diagnostician: Any = None
+        if a.policy == "ft-agent":
+            tokens = p.budget.max_llm_tokens
+            self.planner = self.spawner.spawn(Planner, backbones.make(a.backbone, tokens), a.search == "linear")
+            self.diagnostician = self.spawner.spawn(Diagnostician, a.feedback == "scalar", backbones.make(a.backbone, tokens))
         self.log.info("run_start", agent=a.name, base_model=p.base_model)
         ctx = Context(
             self.card, self.key.seed, agent_train(a, p), self.propose, self.diagnostician,
@@ -137,7 +140,7 @@ class RunSupervisor:
 
     async def usage(self) -> dict[str, float]:
         out = dict(await call(self.env, "usage"))
-        for peer in (self.planner, self.diagnostician):
+        for peer in (p for p in (self.planner, self.diagnostician) if p is not None):
             for k, v in (await call(peer, "usage")).items():
                 out[f"llm_{k}"] = out.get(f"llm_{k}", 0.0) + float(v)
         return out
@@ -177,6 +180,8 @@ class RunSupervisor:
             self.curated.append(curated)
             if validate:
                 self.phase = "validate"
+                if self.validator is None:
+                    self.validator = self.spawner.spawn(Validator, self.env, str(self.workspace), self.threads)
                 report = await call(self.validator, "validate", plan, curated, self.card)
             if report is not None and not report.passed:
                 failed = [f"{c.name}: {c.reason}" for c in report.checks if c.status == "fail"]
