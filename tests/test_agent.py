@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests_helpers import card
 
 from actors.diagnostician import Diagnostician
 from actors.planner import HeuristicPolicy, Planner
@@ -19,18 +20,13 @@ from ftdojo.messages import (
     Plan,
     RunKey,
     SourceMapping,
-    TaskCard,
     TrainConfig,
     TrainResult,
     ValidationReport,
 )
 from ftdojo.search import best_node, better, noise_margin
 
-CARD = TaskCard(
-    task_id="t", domain="d", description="x", instruction="i", answer_format="Answer: <n>", answer_template="Answer: {answer}",
-    answer_pattern=r"Answer:\s*(-?\d+)", metric="numeric", direction="max", categories=["a", "b"], base_model="m",
-    budget=Budget(max_iterations=3), sources=[], dev_size=100,
-)
+CARD = card()
 
 
 def _exp(i: str, score: float | None, losses=(2.0, 1.0), status="ok", src_losses=None, parse=0.0, cats=None, parent=None) -> Experiment:

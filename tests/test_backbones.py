@@ -7,25 +7,20 @@ import json
 
 import pytest
 from scripted_llm import ScriptedLLM
+from tests_helpers import card
 
 from ftdojo import backbones, config
 from ftdojo.backbones import BackboneError, LLMBackbone
 from ftdojo.config import BackboneConfig
 from ftdojo.messages import (
-    Budget,
     DataRecipe,
     Feedback,
     Finding,
     SourceMapping,
-    TaskCard,
     TrainConfig,
 )
 
-CARD = TaskCard(
-    task_id="t", domain="d", description="x", instruction="i", answer_format="f", answer_template="Answer: {answer}",
-    answer_pattern=r"Answer:\s*(\d+)", metric="numeric", direction="max", categories=["a"], base_model="m",
-    budget=Budget(), sources=[], dev_size=1,
-)
+CARD = card()
 GOOD = json.dumps({
     "hypothesis": "use clean data",
     "recipe": DataRecipe(sources=[SourceMapping(source="s", prompt="{q}", answer="{a}")]).model_dump(),

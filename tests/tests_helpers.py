@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from ftdojo.messages import (
+    Budget,
     DataRecipe,
     EvalReport,
     Experiment,
     Plan,
     SourceMapping,
+    TaskCard,
     TrainConfig,
     TrainResult,
 )
+
+
+def card(**over: object) -> TaskCard:
+    """A minimal task card for unit tests of agent components."""
+    base = dict(
+        task_id="t", domain="d", description="x", instruction="i", answer_format="Answer: <n>", answer_template="Answer: {answer}",
+        answer_pattern=r"Answer:\s*(-?\d+)", metric="numeric", direction="max", categories=["a", "b"], base_model="m",
+        budget=Budget(max_iterations=3), sources=[], dev_size=100,
+    )
+    return TaskCard(**{**base, **over})
 
 
 def experiment(i: str = "it0", score: float = 0.5) -> Experiment:
