@@ -73,8 +73,10 @@ def test_full_finetune_saves_full_weights(tmp_path, tiny_model) -> None:
     r = _fit(tmp_path, tiny_model, method="full", steps=5, lr=1e-3)
     assert r.status == "ok", r.error
     assert (Path(r.checkpoint) / "model.safetensors").exists()
-    model, _ = evaluation.load_candidate(Candidate(base_model=tiny_model, checkpoint=r.checkpoint))
-    assert model is not None
+    tuned, _ = evaluation.load_candidate(Candidate(base_model=tiny_model, checkpoint=r.checkpoint))
+    base, _ = models.load(tiny_model)
+    changed = [n for (n, a), (_, b) in zip(tuned.named_parameters(), base.named_parameters(), strict=True) if not torch.equal(a, b)]
+    assert len(changed) > 10  # full fine-tuning moved the weights, not just adapters
 
 
 def test_bad_target_module_fails_cleanly(tmp_path, tiny_model) -> None:
