@@ -145,15 +145,15 @@ class RunSupervisor:
                 out[f"llm_{k}"] = out.get(f"llm_{k}", 0.0) + float(v)
         return out
 
-    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | None:
-        """Ask the planner; a backbone failure becomes a failed experiment and None."""
+    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | Experiment:
+        """Ask the planner; a backbone failure comes back as the failed experiment it was recorded as."""
         try:
             return await call(self.planner, "propose", self.card, history, base, steps_left, prompt)
         except RunError as e:
             exp = Experiment(id=f"it{len(history)}", parent=None, plan=None, status="failed", error=f"planner: {e}")
             self.experiments.append(exp)
             self.log.info("iteration", plan=exp.id, status="failed", error=exp.error)
-            return None
+            return exp
 
     async def record(self, exp: Experiment) -> None:
         """Replace an experiment with its annotated copy (feedback attached)."""

@@ -35,7 +35,7 @@ class RunContext(Protocol):
     train: TrainConfig
     diagnostician: Any
 
-    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | None: ...
+    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | Experiment: ...
 
     async def iterate(self, plan: Plan, validate: bool = False) -> Experiment: ...
 
@@ -119,8 +119,8 @@ class FTAgent:
             if trained >= budget.max_iterations or left < 1 or usage["wall_s"] > budget.max_wall_s:
                 break
             plan = await ctx.propose(history, ctx.train.model_copy(update={"seed": ctx.seed}), left, self.config.prompt)
-            if plan is None:  # the supervisor recorded the failure; plan again from the same history
-                history.append(_failed_stub(len(history)))
+            if isinstance(plan, Experiment):  # the planner failed; the supervisor recorded it, the planner sees it next time
+                history.append(plan)
                 continue
             exp = await ctx.iterate(plan, validate=self.config.failfast)
             trained += exp.train is not None
@@ -132,10 +132,6 @@ class FTAgent:
             if fb.decision == "stop":
                 break
         return _candidate(card, best_node(history, card.direction))
-
-
-def _failed_stub(i: int) -> Experiment:
-    return Experiment(id=f"it{i}", parent=None, plan=None, status="failed", error="planner failed")
 
 
 class RandomSearch:

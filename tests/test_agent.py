@@ -148,6 +148,9 @@ def test_no_failfast_ablation_trains_without_validation(math_domain, tmp_path) -
 def test_random_search_runs_and_picks_best(math_domain, tmp_path) -> None:
     rec = _run("random-search", tmp_path, profile_overrides=["budget.max_iterations=2", "budget.max_train_steps=20"])
     assert rec.status == "ok" and 1 <= len(rec.experiments) <= 2
+    best = best_node(rec.experiments, "max")
+    assert (rec.final.checkpoint if best else None) == (best.train.checkpoint if best else None)
+    assert rec.fallback_to_base == (best is None)
 
 
 def test_curator_verifier_removes_the_noisy_labels(math_domain, tmp_path) -> None:
