@@ -23,7 +23,7 @@ from actors.diagnostician import Diagnostician
 from actors.planner import Planner
 from actors.trainer import Trainer
 from actors.validator import Validator
-from ftdojo import agents, backbones, log
+from ftdojo import agents, backbones, log, prompts
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.errors import RunError, UserError
@@ -129,6 +129,7 @@ class RunSupervisor:
             wall_s=time.perf_counter() - t0,
             started_at=started,
             code_version=code_version(),
+            prompts={n: prompts.digest(n) for n in ("planner", "diagnostician")} if self.agent_cfg.backbone.kind == "llm" else {},
         )
 
     def state(self) -> dict[str, Any]:

@@ -485,3 +485,5 @@ class RunRecord(Message):
     """ISO time the run started."""
     code_version: str = ""
     """Hash of the ftdojo source tree."""
+    prompts: dict[str, str] = Field(default_factory=dict)
+    """Hash of each model-facing prompt the run's backbone used (LLM agents)."""

@@ -69,9 +69,3 @@ class Spawner:
         import ray
 
         return ray.remote(num_cpus=0, max_restarts=0)(cls).options(max_concurrency=4).remote(*args, **kwargs)
-
-    def kill(self, handle: Any) -> None:
-        if self.mode == "ray":
-            import ray
-
-            ray.kill(handle, no_restart=True)
