@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ftdojo import overlap, scoring
-from ftdojo.errors import UserError
+from ftdojo import overlap, sandbox, scoring
+from ftdojo.errors import SandboxViolation, UserError
 from ftdojo.messages import (
     CuratedData,
     DataRecipe,
@@ -70,6 +70,8 @@ class Curator:
         pools: list[tuple[SourceMapping, list[Example]]] = []
         for m in recipe.sources:
             rows = await call(self.env, "read_source", m.source)
+            if m.transform is not None:
+                rows = await self._transform(plan.plan_id, m, rows, dropped)
             pools.append((m, self._map_rows(m, rows, card, recipe, dropped)))
         dev_index = None
         if recipe.decontaminate:
@@ -101,6 +103,25 @@ class Curator:
             dropped=dict(dropped),
             samples=kept[:N_SAMPLES],
         )
+
+    async def _transform(
+        self, plan_id: str, m: SourceMapping, rows: list[dict[str, Any]], dropped: Counter[str]
+    ) -> list[dict[str, Any]]:
+        """The mapping's agent-written transform, run in the sandbox; None drops a row."""
+        import asyncio
+
+        selected = [r for r in rows if all(str(r.get(k)) == v for k, v in m.where.items())]
+        ws = self.workspace / plan_id / "sandbox"
+        results = await asyncio.to_thread(sandbox.run, m.transform or "", "transform", selected, ws)
+        out = []
+        for i, r in enumerate(results):
+            if r is None:
+                dropped["transform"] += 1
+            elif isinstance(r, dict) and all(isinstance(k, str) for k in r):
+                out.append(r)
+            else:
+                raise SandboxViolation("bad_output", f"source {m.source!r}: transform returned {type(r).__name__} for row {i}; return a dict or None")
+        return out
 
     def _map_rows(
         self, m: SourceMapping, rows: list[dict[str, Any]], card: TaskCard, recipe: DataRecipe, dropped: Counter[str]

@@ -81,6 +81,7 @@ class RunSupervisor:
         self.experiments: list[Experiment] = []
         self.curated: list[CuratedData] = []
         self.dev_reports: dict[str, EvalReport] = {}
+        self.produced: dict[str, str] = {}  # checkpoint path -> digest, as this run's trainer wrote it
         self.phase = "starting"
 
     async def run(self) -> RunRecord:
@@ -108,10 +109,11 @@ class RunSupervisor:
         candidate = await agents.make(self.agent_cfg).run(ctx)
         fallback = candidate is None
         final = candidate or Candidate(base_model=p.base_model)
+        provenance = referee.provenance(final, p.base_model, self.produced)
         test = referee.finalize(final)
         inputs = [e.input for c in self.curated for e in _read_examples(c.path)]
         leak = referee.leak_check(inputs) if inputs else {"dev": 0.0, "test": 0.0}
-        self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak)
+        self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak, provenance=provenance.reason or "ok")
         return RunRecord(
             key=self.key,
             status="ok",
@@ -125,6 +127,8 @@ class RunSupervisor:
             experiments=self.experiments,
             leak=leak,
             leak_flagged=leak["test"] >= LEAK_FLAG,
+            provenance=provenance,
+            provenance_flagged=not provenance.ok,
             usage=await self.usage(),
             wall_s=time.perf_counter() - t0,
             started_at=started,
@@ -195,6 +199,8 @@ class RunSupervisor:
                 if result.status != "ok":
                     status, error = "failed", result.error
                 else:
+                    if result.checkpoint and result.checkpoint_sha256:
+                        self.produced[str(Path(result.checkpoint))] = result.checkpoint_sha256
                     cand = Candidate(base_model=self.card.base_model, checkpoint=result.checkpoint, prompt=plan.prompt)
                     self.phase = "evaluate"
                     dev = await self.evaluate(cand)

@@ -5,18 +5,21 @@ raw folder and the dev file, nothing else, so no agent-facing call can return
 a test item or score. It also keeps the run's budget ledger.
 
 ``Referee`` is held by the run supervisor only. It scores the final
-candidate on the sealed test split, records the split's content hash, and
-checks every training set the run built for n-gram overlap with dev and test.
+candidate on the sealed test split, records the split's content hash,
+checks every training set the run built for n-gram overlap with dev and test,
+and checks the candidate's provenance (the task's base model plus a checkpoint
+this run's trainer wrote, unchanged since).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from ftdojo import evaluation, overlap, repository
 from ftdojo.errors import AccessDenied, BudgetExceeded
-from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, SourceInfo, TaskCard
+from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, Provenance, SourceInfo, TaskCard
 from ftdojo.paths import sha256_file
 from ftdojo.tasking import Row, get_domain, get_task
 
@@ -129,6 +132,39 @@ class Referee:
     def finalize(self, candidate: Candidate) -> EvalReport:
         items = repository.read_items(self._path)
         return evaluation.evaluate(self._task, items, candidate, "test", self._eval_batch, self._threads)
+
+    def provenance(self, candidate: Candidate, base_model: str, produced: dict[str, str]) -> Provenance:
+        """The candidate must be the task's base model, plus (optionally) a checkpoint this run's
+        trainer wrote, unchanged since: ``produced`` maps checkpoint paths to their digests."""
+        from ftdojo import models, training
+
+        def bad(reason: str, digest: str | None = None) -> Provenance:
+            return Provenance(ok=False, reason=reason, base_model=base_model, checkpoint_sha256=digest)
+
+        def same(a: str, b: str) -> bool:
+            try:
+                return models.resolve(a) == models.resolve(b)
+            except Exception:  # noqa: BLE001 - an unresolvable model is a substitution too
+                return False
+
+        if not same(candidate.base_model, base_model):
+            return bad(f"candidate base model {candidate.base_model!r} is not the task's base model {base_model!r}")
+        if candidate.checkpoint is None:
+            return Provenance(ok=True, base_model=base_model)
+        ckpt = str(Path(candidate.checkpoint))
+        if not Path(ckpt).is_dir():
+            return bad(f"checkpoint {ckpt} does not exist")
+        digest = training.checkpoint_sha256(ckpt)
+        if ckpt not in produced:
+            return bad(f"checkpoint {ckpt} was not written by this run's trainer", digest)
+        if produced[ckpt] != digest:
+            return bad(f"checkpoint {ckpt} changed after training (sha256 {digest[:12]} != {produced[ckpt][:12]})", digest)
+        cfg_path = Path(ckpt) / "adapter_config.json"
+        if cfg_path.exists():
+            trained_on = json.loads(cfg_path.read_text()).get("base_model_name_or_path") or ""
+            if trained_on and not same(trained_on, base_model):
+                return bad(f"adapter was trained on {trained_on!r}, not on {base_model!r}", digest)
+        return Provenance(ok=True, base_model=base_model, checkpoint_sha256=digest)
 
     def leak_check(self, training_inputs: list[str]) -> dict[str, float]:
         """Share of training inputs that overlap dev and test items."""

@@ -84,3 +84,17 @@ class TrainingFailed(RunError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(f"training failed: {detail}")
+
+
+class SandboxViolation(RunError):
+    """Agent-written code failed or tried something the sandbox forbids.
+
+    ``kind`` is one of network, filesystem, memory, timeout, cpu_time,
+    file_size, processes, exception, bad_output.
+    """
+
+    reason = "sandbox_violation"
+
+    def __init__(self, kind: str, detail: str) -> None:
+        self.kind, self.detail = kind, detail
+        super().__init__(f"sandbox {kind}: {detail}")

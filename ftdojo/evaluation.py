@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import time
 from collections import defaultdict
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +77,8 @@ def score(task: TaskSpec, items: list[Item], outputs: list[str], split: str, wal
     )
 
 
-@lru_cache(maxsize=2)
-def _base(spec: str) -> tuple[Any, Any]:
-    """Base models stay loaded across evaluations in one process."""
-    return models.load(spec)
-
-
 def load_candidate(candidate: Candidate) -> tuple[Any, Any]:
-    model, tok = _base(candidate.base_model)
+    model, tok = models.load_base(candidate.base_model, copy=False)
     if candidate.checkpoint is None:
         return model, tok
     if not (Path(candidate.checkpoint) / "adapter_config.json").exists():

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Direction = Literal["max", "min"]
 CheckStatus = Literal["pass", "warn", "fail"]
@@ -139,6 +139,10 @@ class SourceMapping(Message):
     """Cap on rows taken from this source."""
     where: dict[str, str] = Field(default_factory=dict)
     """Keep only rows whose field equals the value."""
+    transform: str | None = None
+    """Python source defining ``transform(row) -> dict | None``, run in the sandbox
+    (standard library only, no network, no files but its own) on every selected
+    row before the templates: return the row's new fields, or None to drop it."""
 
 
 class DataRecipe(Message):
@@ -320,6 +324,8 @@ class TrainResult(Message):
     """Adapter (or full-model) directory."""
     source_losses: dict[str, float] = Field(default_factory=dict)
     """Mean per-example loss by source over the second half of training (high: hard or noisy)."""
+    checkpoint_sha256: str | None = None
+    """Digest of the checkpoint's files when the trainer wrote them (provenance)."""
 
 
 class ErrorSample(Message):
@@ -425,6 +431,20 @@ class Experiment(Message):
 # --- the run record ---------------------------------------------------------------
 
 
+class Provenance(Message):
+    """Whether the finalized model is the task's base model plus this run's own training."""
+
+    kind: Literal["provenance"] = "provenance"
+    ok: bool
+    """True when the candidate passed every check."""
+    reason: str = ""
+    """What failed (empty when ok)."""
+    base_model: str
+    """The base model the task prescribes."""
+    checkpoint_sha256: str | None = None
+    """Digest of the finalized checkpoint's files (None: the base model itself)."""
+
+
 class RunKey(Message):
     """What identifies a run in the store."""
 
@@ -476,7 +496,11 @@ class RunRecord(Message):
     leak: dict[str, float] = Field(default_factory=dict)
     """Share of the run's training inputs overlapping dev / test."""
     leak_flagged: bool = False
-    """True when test overlap reached the threshold; kept out of headline tables."""
+    """Training data overlapped the test split above the threshold: kept out of headline statistics."""
+    provenance: Provenance | None = None
+    """Provenance check of the finalized candidate."""
+    provenance_flagged: bool = False
+    """The finalized model is not the base model plus this run's own adapter: kept out of headline statistics."""
     usage: dict[str, float] = Field(default_factory=dict)
     """Budget spent: dev evaluations, train steps, wall seconds."""
     wall_s: float = 0.0

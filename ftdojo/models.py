@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import string
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,23 @@ def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64, layers: int = 2
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+@lru_cache(maxsize=2)
+def _cached(spec: str) -> tuple[Any, Any]:
+    return load(spec)
+
+
+def load_base(spec: str, *, copy: bool = True) -> tuple[Any, Any]:
+    """The base model, loaded once per process (trainer, validator, evaluator).
+
+    ``copy=True`` returns a deep copy that the caller may wrap with LoRA or
+    train; ``copy=False`` returns the shared instance, for read-only use.
+    """
+    import copy as _copy
+
+    model, tok = _cached(resolve(spec))
+    return (_copy.deepcopy(model) if copy else model), tok
 
 
 def load(spec: str, checkpoint: str | None = None, dtype: Any = None) -> tuple[Any, Any]:

@@ -34,7 +34,7 @@ def summarize(records: list[RunRecord]) -> dict[str, object]:
         cells[(r.key.task, r.key.agent)].append(r)
     rows = []
     for (task, agent), rs in sorted(cells.items()):
-        ok = [r for r in rs if r.status == "ok" and r.test is not None and not r.leak_flagged]
+        ok = [r for r in rs if r.status == "ok" and r.test is not None and not r.leak_flagged and not r.provenance_flagged]
         rows.append(
             {
                 "task": task,
@@ -44,6 +44,7 @@ def summarize(records: list[RunRecord]) -> dict[str, object]:
                 "dev": [r.dev.score for r in ok if r.dev],
                 "failed": sum(r.status != "ok" for r in rs),
                 "leak_flagged": sum(r.leak_flagged for r in rs),
+                "provenance_flagged": sum(r.provenance_flagged for r in rs),
                 "fallback_to_base": sum(r.fallback_to_base for r in rs),
                 "wall_s": sum(r.wall_s for r in rs),
             }
@@ -58,7 +59,7 @@ def markdown(summary: dict[str, object], wall_s: float | None = None) -> str:
     by = {(r["task"], r["agent"]): r for r in rows}
     lines = [
         "Held-out **test** score (%, mean ± std over seeds; dev in brackets). "
-        "Failed or leak-flagged runs are excluded and counted in the notes.",
+        "Failed, leak-flagged and provenance-flagged runs are excluded and counted in the notes.",
         "",
         "| task | " + " | ".join(agents) + " |",
         "|---|" + "---|" * len(agents),
@@ -72,7 +73,7 @@ def markdown(summary: dict[str, object], wall_s: float | None = None) -> str:
                 cells.append("—")
                 continue
             cells.append(f"{_fmt(r['test'])} [{_fmt(r['dev'])}]")
-            for what in ("failed", "leak_flagged", "fallback_to_base"):
+            for what in ("failed", "leak_flagged", "provenance_flagged", "fallback_to_base"):
                 if r[what]:
                     notes.append(f"- {t} / {a}: {r[what]} run(s) {what.replace('_', ' ')}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")

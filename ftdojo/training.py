@@ -79,7 +79,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
     torch.manual_seed(tc.seed)
     device = torch.device("cuda", ctx.get_local_rank()) if tc.use_gpu and torch.cuda.is_available() else None
 
-    model, tok = models.load(cfg["base_model"])
+    model, tok = models.load_base(cfg["base_model"])  # cached per process, copied: no reload per fit
     model.train()
     if tc.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -176,6 +176,21 @@ def train_loop(cfg: dict[str, Any]) -> None:
     ray.train.report(metrics, checkpoint=checkpoint)
 
 
+def checkpoint_sha256(directory: str | Path) -> str:
+    """Digest of a checkpoint's weight and config files (names and bytes), for provenance."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(directory)
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "metrics.json":
+            h.update(str(p.relative_to(root)).encode() + b"\0")
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
 def write_examples(path: Path, examples: list[Example]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
@@ -247,6 +262,7 @@ def fit(
         tokens_per_s=float(m.get("tokens", 0)) / train_s,
         wall_s=time.perf_counter() - t0,
         checkpoint=ckpt_dir if save else None,
+        checkpoint_sha256=checkpoint_sha256(ckpt_dir) if save else None,
         source_losses={k: float(v) for k, v in (m.get("source_losses") or {}).items()},
     )
 

@@ -1,0 +1,257 @@
+"""Throughput benchmark: ours against the plain baselines, side by side in one process.
+
+Three sections, each with the baseline and ours on the same inputs, reported
+as ratios, with the machine described:
+
+* **train**: LoRA SFT tokens/s on the bundled model. Baseline: a plain
+  ``transformers.Trainer`` + ``peft`` setup (fp32, full LM head, labels padded
+  with -100) on the *same batches in the same order* and the same
+  hyperparameters; ours: ``ftdojo.training.fit`` (Ray Train, in-process).
+  Both loss curves are reported and compared. The machine's ceiling is the
+  measured bf16 matmul peak divided by the FLOPs one trained token needs.
+* **eval**: examples/s of our batched greedy generation against one
+  ``generate`` call per example, with the answers compared one by one.
+* **fit overhead**: the fixed cost of one in-process Ray Train fit (wall time
+  of ``fit`` minus the time spent inside the training loop), tiny model.
+
+    .venv/bin/python bench/throughput.py                       # bundled model
+    .venv/bin/python bench/throughput.py --model tiny-random   # seconds, smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import logging
+
+import torch
+
+from actors.curator import Curator
+from ftdojo import evaluation, models, sft, training
+from ftdojo.dojo import DojoEnv
+from ftdojo.messages import Budget, DataRecipe, Example, Plan, PromptSpec, SourceMapping, TrainConfig
+
+
+def machine() -> dict[str, Any]:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), "?")
+    return {
+        "cpu": name,
+        "threads": torch.get_num_threads(),
+        "bf16_native": any(f in flags for f in ("avx512_bf16", "amx_bf16")),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def flops_per_token(model: Any, completion_share: float, seq_len: float) -> float:
+    """FLOPs one trained token needs in a LoRA step: forward + input-gradient backward (4 per
+    weight of every frozen projection), attention scores, and the LM head at label positions."""
+    cfg = model.config
+    body = sum(
+        m.weight.numel()
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and "lm_head" not in n and m.weight.dim() == 2
+    )
+    head = cfg.vocab_size * cfg.hidden_size
+    attention = 4 * cfg.num_hidden_layers * seq_len * cfg.hidden_size  # QK^T and AV, per token
+    return 4 * body + 2 * attention + 4 * head * completion_share
+
+
+def curated_examples(task: str, model: str, work: Path) -> tuple[DojoEnv, Path, list[Example]]:
+    env = DojoEnv(task, model, Budget(max_train_steps=10**6, max_dev_evals=100), threads=torch.get_num_threads())
+    mapping = SourceMapping(source="worked_solutions", prompt="{problem}", answer="{final}", rationale="{solution}")
+    plan = Plan(plan_id="bench", hypothesis="throughput", recipe=DataRecipe(sources=[mapping]), train=TrainConfig())
+    data = asyncio.run(Curator(env, str(work)).curate(plan))
+    path = Path(data.path)
+    return env, path, [Example.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def baseline_trainer(
+    model_spec: str, enc: list[sft.Encoded], schedule: list[list[int]], tc: TrainConfig, work: Path
+) -> dict[str, Any]:
+    """The plain recipe: transformers Trainer + peft LoRA, fp32, labels padded with -100."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    model, tok = models.load(model_spec)
+    model.train()
+    model = get_peft_model(
+        model,
+        LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+                   target_modules=tc.target_modules, task_type="CAUSAL_LM"),
+    )
+    rows = [{"input_ids": enc[i].input_ids, "labels": enc[i].labels, "attention_mask": [1] * len(enc[i].input_ids)}
+            for batch in schedule for i in batch]
+
+    class Ordered(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return torch.utils.data.SequentialSampler(rows)  # the same batches, in the same order, as ours
+
+    times: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *a: Any, **k: Any) -> None:
+            times["start"] = time.perf_counter()
+
+        def on_train_end(self, *a: Any, **k: Any) -> None:
+            times["end"] = time.perf_counter()
+
+    args = TrainingArguments(
+        output_dir=str(work / "hf"), per_device_train_batch_size=tc.batch_size, max_steps=tc.steps,
+        learning_rate=tc.lr, warmup_steps=tc.warmup_steps, lr_scheduler_type="cosine", weight_decay=tc.weight_decay,
+        max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
+        dataloader_num_workers=0, remove_unused_columns=False, seed=tc.seed, disable_tqdm=True,
+    )
+    trainer = Ordered(model=model, args=args, train_dataset=rows,
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+                      callbacks=[Clock()])
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    tokens = sum(len(r["input_ids"]) for r in rows[: tc.steps * tc.batch_size])
+    seconds = times["end"] - times["start"]
+    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "losses": losses}
+
+
+def window_means(losses: list[float], parts: int = 4) -> list[float]:
+    size = max(1, len(losses) // parts)
+    return [statistics.fmean(losses[i : i + size]) for i in range(0, size * parts, size)]
+
+
+def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str, Any]:
+    env, data_path, examples = curated_examples(task, model_spec, work)
+    card = env.describe()
+    tc = TrainConfig(steps=steps, batch_size=8, lr=1e-3, warmup_steps=5, max_length=256)
+    prompt = PromptSpec()
+    base, tok = models.load(model_spec)
+    enc = sft.encode_examples(tok, examples, prompt, card.instruction, tc.max_length)
+    schedule = sft.batch_schedule(len(enc), tc.batch_size, tc.steps, tc.seed, [len(e.input_ids) for e in enc])
+    labelled = sum(sum(x != sft.IGNORE for x in enc[i].labels) for b in schedule for i in b)
+    total = sum(len(enc[i].input_ids) for b in schedule for i in b)
+    fpt = flops_per_token(base, labelled / total, total / (len(schedule) * tc.batch_size))
+    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    baseline = baseline_trainer(model_spec, enc, schedule, tc, work)
+    ours = training.fit(plan_id="ours", base_model=model_spec, data_path=str(data_path),
+                        output_dir=str(work / "ours" / "adapter"), train=tc, prompt=prompt,
+                        instruction=card.instruction, threads=torch.get_num_threads(), save=False)
+    if ours.status != "ok":
+        raise SystemExit(f"our training failed: {ours.error}")
+    ceiling = peak_bf16 / fpt if training.use_bf16("auto", "cpu") else peak_fp32 / fpt
+    wb, wo = window_means(baseline["losses"]), window_means(ours.losses)
+    return {
+        "steps": steps,
+        "batch_size": tc.batch_size,
+        "mean_seq_len": total / (len(schedule) * tc.batch_size),
+        "completion_share": labelled / total,
+        "flops_per_token": fpt,
+        "matmul_peak_gflops": {"bf16": peak_bf16 / 1e9, "fp32": peak_fp32 / 1e9},
+        "ceiling_tokens_per_s": ceiling,
+        "baseline_tokens_per_s": baseline["tokens_per_s"],
+        "ours_tokens_per_s": ours.tokens_per_s,
+        "speedup_vs_baseline": ours.tokens_per_s / baseline["tokens_per_s"],
+        "share_of_ceiling": ours.tokens_per_s / ceiling,
+        "loss_quarters_baseline": wb,
+        "loss_quarters_ours": wo,
+        "max_rel_loss_gap": max(abs(a - b) / a for a, b in zip(wb, wo, strict=True)),
+        "baseline_losses": baseline["losses"],
+        "ours_losses": ours.losses,
+    }
+
+
+def bench_eval(model_spec: str, task: str, n: int) -> dict[str, Any]:
+    from ftdojo.tasking import get_task
+
+    spec = get_task(task)
+    env = DojoEnv(task, model_spec, Budget(), threads=torch.get_num_threads())
+    items = [i.model_dump() for i in env.read_dev()[:n]]
+    model, tok = models.load(model_spec)
+    prompts = [sft.render_prompt(tok, PromptSpec(), spec.instruction, i["input"]) for i in items]
+    t0 = time.perf_counter()
+    single = []
+    for p in prompts:
+        ids = tok(p, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=spec.max_new_tokens,
+                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        single.append(tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    single_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    batched = evaluation.generate(model, tok, prompts, spec.max_new_tokens)
+    batched_s = time.perf_counter() - t0
+    same = sum(a == b for a, b in zip(single, batched, strict=True))
+    return {
+        "n": len(items),
+        "max_new_tokens": spec.max_new_tokens,
+        "baseline_examples_per_s": len(items) / single_s,
+        "ours_examples_per_s": len(items) / batched_s,
+        "speedup": single_s / batched_s,
+        "identical_answers": same,
+        "differing": [(a, b) for a, b in zip(single, batched, strict=True) if a != b][:5],
+    }
+
+
+def bench_fit_overhead(work: Path, reps: int = 5) -> dict[str, Any]:
+    """Fixed cost of one in-process Ray Train fit: wall of fit() minus the loop's own training time,
+    with the base model already cached in this process (as in a trainer actor's second fit)."""
+    model = models.resolve("tiny-random")
+    env, data_path, _ = curated_examples("math-arith", model, work)
+    card = env.describe()
+    tc = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup_steps=0, max_length=1024)
+    costs = []
+    for r in range(reps):
+        res = training.fit(plan_id=f"o{r}", base_model=model, data_path=str(data_path),
+                           output_dir=str(work / f"o{r}" / "adapter"), train=tc, prompt=PromptSpec(),
+                           instruction=card.instruction, threads=1, save=False)
+        train_s = res.tokens / res.tokens_per_s if res.tokens_per_s else 0.0
+        costs.append(res.wall_s - train_s)
+    return {"first_fit_s": costs[0], "fixed_cost_s_median": statistics.median(costs[1:]), "all_s": costs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--task", default="math-linear")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--eval-n", type=int, default=64)
+    ap.add_argument("--only", choices=["train", "eval", "overhead"], action="append")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    work = Path(tempfile.mkdtemp(prefix="ftdojo-throughput-"))
+    only = set(a.only or ["train", "eval", "overhead"])
+    out: dict[str, Any] = {"machine": machine(), "model": a.model, "task": a.task}
+    if "overhead" in only:
+        out["fit_overhead"] = bench_fit_overhead(work)
+        print(json.dumps(out["fit_overhead"]), flush=True)
+    if "eval" in only:
+        out["eval"] = bench_eval(a.model, a.task, a.eval_n)
+        print(json.dumps(out["eval"]), flush=True)
+    if "train" in only:
+        out["train"] = bench_train(a.model, a.task, a.steps, work)
+        print(json.dumps({k: v for k, v in out["train"].items() if not k.endswith("_losses")}), flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Evaluation integrity: provenance of the finalized model, leak flags, hashes in every record."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from actors.supervisor import RunSupervisor
+from ftdojo import agents, config, training
+from ftdojo.messages import Candidate, DataRecipe, Plan, RunKey, SourceMapping, TrainConfig
+
+SRC = SourceMapping(source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")
+
+
+def _plan(i: str = "p0") -> Plan:
+    return Plan(plan_id=i, hypothesis="h", recipe=DataRecipe(sources=[SRC], max_examples=64), train=TrainConfig(steps=4, batch_size=4, max_length=256))
+
+
+class Scripted:
+    """An agent that trains once, then hands back whatever ``pick`` makes of the result."""
+
+    def __init__(self, pick) -> None:
+        self.pick = pick
+
+    async def run(self, ctx):
+        exp = await ctx.iterate(_plan())
+        return self.pick(ctx, exp)
+
+
+def _run(tmp_path: Path, monkeypatch, pick):
+    monkeypatch.setattr(agents, "make", lambda cfg: Scripted(pick))
+    prof = config.load_profile("tiny", [])
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    return asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "run")).run())
+
+
+def test_honest_candidate_passes_provenance_and_record_carries_hashes(math_domain, tmp_path, monkeypatch) -> None:
+    rec = _run(tmp_path, monkeypatch, lambda ctx, exp: Candidate(base_model=ctx.card.base_model, checkpoint=exp.train.checkpoint))
+    assert rec.provenance.ok and not rec.provenance_flagged
+    assert rec.provenance.checkpoint_sha256 == exp_digest(rec)
+    assert len(rec.test_sha256) == 64 and len(rec.task_spec_hash) >= 12 and rec.code_version
+
+
+def exp_digest(rec) -> str:
+    return training.checkpoint_sha256(rec.final.checkpoint)
+
+
+def test_substituted_base_model_is_flagged(math_domain, tiny_model, tmp_path, monkeypatch) -> None:
+    rec = _run(tmp_path, monkeypatch, lambda ctx, exp: Candidate(base_model=tiny_model))
+    assert rec.provenance_flagged and "is not the task's base model" in rec.provenance.reason
+
+
+def test_checkpoint_not_from_this_run_is_flagged(math_domain, tmp_path, monkeypatch) -> None:
+    def foreign(ctx, exp):
+        other = tmp_path / "elsewhere"
+        shutil.copytree(exp.train.checkpoint, other)
+        return Candidate(base_model=ctx.card.base_model, checkpoint=str(other))
+
+    rec = _run(tmp_path, monkeypatch, foreign)
+    assert rec.provenance_flagged and "not written by this run's trainer" in rec.provenance.reason
+
+
+def test_checkpoint_swapped_after_training_is_flagged(math_domain, tmp_path, monkeypatch) -> None:
+    def tamper(ctx, exp):
+        weights = next(Path(exp.train.checkpoint).glob("*.safetensors"))
+        blob = bytearray(weights.read_bytes())
+        blob[-8:] = bytes(8)  # other weights, same file name and size
+        weights.write_bytes(bytes(blob))
+        return Candidate(base_model=ctx.card.base_model, checkpoint=exp.train.checkpoint)
+
+    rec = _run(tmp_path, monkeypatch, tamper)
+    assert rec.provenance_flagged and "changed after training" in rec.provenance.reason
+
+
+class HostileThenHonest:
+    """A backbone's bad day: a transform that phones home, then a plain recipe."""
+
+    async def run(self, ctx):
+        evil = SRC.model_copy(update={"transform": "import socket\ndef transform(row):\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n"})
+        self.first = await ctx.iterate(_plan("p0").model_copy(update={"recipe": DataRecipe(sources=[evil])}), validate=True)
+        second = await ctx.iterate(_plan("p1"))
+        return Candidate(base_model=ctx.card.base_model, checkpoint=second.train.checkpoint)
+
+
+def test_a_sandbox_violation_fails_one_iteration_and_the_run_goes_on(math_domain, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(agents, "make", lambda cfg: HostileThenHonest())
+    prof = config.load_profile("tiny", [])
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "run")).run())
+    first, second = rec.experiments
+    assert first.status == "failed" and first.error.startswith("sandbox ") and first.train is None
+    assert second.status == "ok" and rec.status == "ok" and rec.provenance.ok
