@@ -31,6 +31,7 @@ from ftdojo.messages import (
     Candidate,
     CuratedData,
     EvalReport,
+    Event,
     Experiment,
     Plan,
     RunKey,
@@ -83,9 +84,12 @@ class RunSupervisor:
         self.dev_reports: dict[str, EvalReport] = {}
         self.produced: dict[str, str] = {}  # checkpoint path -> digest, as this run's trainer wrote it
         self.phase = "starting"
+        self.events: list[Event] = []
+        self._t0 = time.perf_counter()
 
     async def run(self) -> RunRecord:
         t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = t0
         task = get_task(self.key.task)
         p = self.profile
         referee = Referee(task.id, p.eval_batch_size, self.threads)
@@ -102,6 +106,7 @@ class RunSupervisor:
             self.planner = self.spawner.spawn(Planner, backbones.make(a.backbone, tokens), a.search == "linear")
             self.diagnostician = self.spawner.spawn(Diagnostician, a.feedback == "scalar", backbones.make(a.backbone, tokens))
         self.log.info("run_start", agent=a.name, base_model=p.base_model)
+        await self._event("run_start", agent=a.name, base_model=p.base_model, task=task.id, seed=self.key.seed)
         ctx = Context(
             self.card, self.key.seed, agent_train(a, p), self.propose, self.diagnostician,
             self.iterate, self.evaluate, self.record, self.usage,
@@ -111,6 +116,8 @@ class RunSupervisor:
         final = candidate or Candidate(base_model=p.base_model)
         provenance = referee.provenance(final, p.base_model, self.produced)
         test = referee.finalize(final)
+        await self._event("finalize", duration_s=test.wall_s, checkpoint=final.checkpoint, fallback_to_base=fallback,
+                          provenance_ok=provenance.ok)
         inputs = [e.input for c in self.curated for e in _read_examples(c.path)]
         leak = referee.leak_check(inputs) if inputs else {"dev": 0.0, "test": 0.0}
         self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak, provenance=provenance.reason or "ok")
@@ -118,6 +125,7 @@ class RunSupervisor:
             key=self.key,
             status="ok",
             base_model=p.base_model,
+            direction=task.direction,
             task_spec_hash=task.spec_hash(),
             test_sha256=referee.test_sha256(),
             final=final,
@@ -129,6 +137,7 @@ class RunSupervisor:
             leak_flagged=leak["test"] >= LEAK_FLAG,
             provenance=provenance,
             provenance_flagged=not provenance.ok,
+            events=self.events,
             usage=await self.usage(),
             wall_s=time.perf_counter() - t0,
             started_at=started,
@@ -148,21 +157,38 @@ class RunSupervisor:
         for peer in (p for p in (self.planner, self.diagnostician) if p is not None):
             for k, v in (await call(peer, "usage")).items():
                 out[f"llm_{k}"] = out.get(f"llm_{k}", 0.0) + float(v)
+        if "llm_tokens" in out:
+            out["llm_cost_usd"] = out["llm_tokens"] * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6
         return out
+
+    async def _event(self, event: str, iteration: str | None = None, duration_s: float | None = None, **data: Any) -> None:
+        budget = {k: round(float(v), 3) for k, v in (await self.usage()).items()}
+        self.events.append(
+            Event(t=round(time.perf_counter() - self._t0, 3), event=event, iteration=iteration,  # type: ignore[arg-type]
+                  duration_s=None if duration_s is None else round(duration_s, 3), data=data, budget=budget)
+        )
 
     async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | Experiment:
         """Ask the planner; a backbone failure comes back as the failed experiment it was recorded as."""
+        t0 = time.perf_counter()
         try:
-            return await call(self.planner, "propose", self.card, history, base, steps_left, prompt)
+            plan: Plan = await call(self.planner, "propose", self.card, history, base, steps_left, prompt)
+            await self._event("plan", plan.plan_id, time.perf_counter() - t0, parent=plan.parent, hypothesis=plan.hypothesis,
+                              sources=[m.source for m in plan.recipe.sources], steps=plan.train.steps, lr=plan.train.lr)
+            return plan
         except RunError as e:
             exp = Experiment(id=f"it{len(history)}", parent=None, plan=None, status="failed", error=f"planner: {e}")
             self.experiments.append(exp)
+            await self._event("iteration", exp.id, time.perf_counter() - t0, status="failed", error=exp.error)
             self.log.info("iteration", plan=exp.id, status="failed", error=exp.error)
             return exp
 
     async def record(self, exp: Experiment) -> None:
         """Replace an experiment with its annotated copy (feedback attached)."""
         self.experiments = [exp if e.id == exp.id else e for e in self.experiments]
+        if exp.feedback is not None:
+            await self._event("feedback", exp.id, findings=[f"{f.level}:{f.code}" for f in exp.feedback.findings],
+                              decision=exp.feedback.decision)
 
     async def evaluate(self, candidate: Candidate) -> EvalReport:
         report: EvalReport = await call(self.env, "evaluate", candidate)
@@ -181,13 +207,18 @@ class RunSupervisor:
         try:
             await call(self.env, "check_wall")
             self.phase = "curate"
+            t1 = time.perf_counter()
             curated = await call(self.curator, "curate", plan)
             self.curated.append(curated)
+            await self._event("curate", plan.plan_id, time.perf_counter() - t1, examples=curated.n_examples,
+                              per_source=curated.per_source, dropped=curated.dropped)
             if validate:
                 self.phase = "validate"
                 if self.validator is None:
                     self.validator = self.spawner.spawn(Validator, self.env, str(self.workspace), self.threads)
                 report = await call(self.validator, "validate", plan, curated, self.card)
+                for c in report.checks:
+                    await self._event("check", plan.plan_id, c.seconds, name=c.name, status=c.status, reason=c.reason)
             if report is not None and not report.passed:
                 failed = [f"{c.name}: {c.reason}" for c in report.checks if c.status == "fail"]
                 status, error = "rejected", "fail-fast: " + "; ".join(failed)
@@ -196,6 +227,9 @@ class RunSupervisor:
             else:
                 self.phase = "train"
                 result = await call(self.trainer, "train", plan, curated, self.card)
+                await self._event("train", plan.plan_id, result.wall_s, status=result.status, steps=result.steps,
+                                  final_loss=result.losses[-1] if result.losses else None,
+                                  tokens_per_s=round(result.tokens_per_s, 1), error=result.error)
                 if result.status != "ok":
                     status, error = "failed", result.error
                 else:
@@ -204,6 +238,8 @@ class RunSupervisor:
                     cand = Candidate(base_model=self.card.base_model, checkpoint=result.checkpoint, prompt=plan.prompt)
                     self.phase = "evaluate"
                     dev = await self.evaluate(cand)
+                    await self._event("evaluate", plan.plan_id, dev.wall_s, split="dev", score=dev.score,
+                                      parse_failure_rate=dev.parse_failure_rate)
         except UserError as e:
             status, error = "rejected", str(e)
         except RunError as e:
@@ -227,6 +263,7 @@ class RunSupervisor:
             wall_s=time.perf_counter() - t0,
         )
         self.experiments.append(exp)
+        await self._event("iteration", plan.plan_id, exp.wall_s, status=status, error=error)
         self.log.info(
             "iteration",
             plan=plan.plan_id,

@@ -120,7 +120,9 @@ def failed_record(run: RunSpec, profile: config.ProfileConfig, error: str, wall_
     )
 
 
-def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progress: Any) -> None:
+def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progress: Any, runner: type | None = None) -> None:
+    """One actor per run (``runner``, default the run supervisor) holding the profile's resources;
+    records are written by this driver as runs finish, so a killed driver loses only unfinished runs."""
     import ray
 
     from actors.supervisor import RunSupervisor
@@ -129,7 +131,7 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
     for run in runs:
         workspace = str(out / "work" / run.key.slug)
         actor = runtime.start_run(
-            RunSupervisor, run.key, run.agent, profile, workspace, "ray", num_cpus=profile.cpus_per_run, num_gpus=profile.gpus_per_run
+            runner or RunSupervisor, run.key, run.agent, profile, workspace, "ray", num_cpus=profile.cpus_per_run, num_gpus=profile.gpus_per_run
         )
         pending[actor.run.remote()] = (run, actor, time.perf_counter())
     while pending:

@@ -41,6 +41,8 @@ class BackboneConfig(BaseModel):
     """Completion cap per request."""
     cache: Literal["off", "record", "replay", "auto"] = "auto"
     """On-disk request cache: auto replays hits and records misses; replay fails on a miss."""
+    usd_per_1m_tokens: float = 0.0
+    """Price used for the report's cost figures (prompt and completion tokens together)."""
 
 
 class Schema(BaseModel):

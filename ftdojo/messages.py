@@ -8,7 +8,7 @@ Field docs are attribute docstrings (``use_attribute_docstrings``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -278,6 +278,8 @@ class Check(Message):
     """Why, with the measured value."""
     value: float | None = None
     """The measured value, when numeric."""
+    seconds: float | None = None
+    """Time the check took, for the costly ones (the smoke train)."""
 
 
 class ValidationReport(Message):
@@ -362,6 +364,8 @@ class EvalReport(Message):
     """Up to a few wrong answers."""
     wall_s: float = 0.0
     """Generation and scoring time."""
+    item_scores: list[float] = Field(default_factory=list)
+    """Score of each item in split order, for paired tests between agents."""
 
 
 class Candidate(Message):
@@ -431,6 +435,24 @@ class Experiment(Message):
 # --- the run record ---------------------------------------------------------------
 
 
+class Event(Message):
+    """One step of a run's iteration-level event log."""
+
+    kind: Literal["event"] = "event"
+    t: float
+    """Seconds since the run started."""
+    event: Literal["run_start", "plan", "curate", "check", "train", "evaluate", "feedback", "iteration", "finalize"]
+    """What happened."""
+    iteration: str | None = None
+    """Plan / experiment id it belongs to."""
+    duration_s: float | None = None
+    """How long the step took, where it has a duration."""
+    data: dict[str, Any] = Field(default_factory=dict)
+    """Step details (plan hypothesis, check status, losses, scores, findings, decision...)."""
+    budget: dict[str, float] = Field(default_factory=dict)
+    """Budget spent so far (train steps, dev evaluations, wall, LLM tokens)."""
+
+
 class Provenance(Message):
     """Whether the finalized model is the task's base model plus this run's own training."""
 
@@ -479,6 +501,8 @@ class RunRecord(Message):
     """Why the run failed."""
     base_model: str
     """The task's base model."""
+    direction: Literal["max", "min"] = "max"
+    """Whether a higher test score is better for this task."""
     task_spec_hash: str
     """Hash of the task spec."""
     test_sha256: str
@@ -501,6 +525,8 @@ class RunRecord(Message):
     """Provenance check of the finalized candidate."""
     provenance_flagged: bool = False
     """The finalized model is not the base model plus this run's own adapter: kept out of headline statistics."""
+    events: list[Event] = Field(default_factory=list)
+    """Iteration-level event log: plan, curation, each check, training, evaluation, feedback, with timings and budget."""
     usage: dict[str, float] = Field(default_factory=dict)
     """Budget spent: dev evaluations, train steps, wall seconds."""
     wall_s: float = 0.0

@@ -7,6 +7,11 @@ model in DDP (gloo on CPU, NCCL on GPU). Each global batch is split across
 ranks and the loss is normalised by the *global* count of label tokens, so N
 workers follow the same trajectory as one worker at the same global batch.
 
+The loop itself (``run_loop``) is plain torch behind a small ``Session``
+(rank, world size, how to report): ``train_loop`` runs it under Ray Train,
+and ``python -m torch.distributed.run -m ftdojo.training CONFIG.json`` runs
+the same loop under torchrun, for machines without Ray.
+
 The LM head is applied only at positions whose next token is a label
 (``CompletionLM``): on a 49k-vocabulary model most of the head's FLOPs would
 otherwise go to prompt positions whose logits are thrown away.
@@ -64,23 +69,71 @@ def use_bf16(precision: str, device_type: str) -> bool:
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
+def attention_impl(device_type: str, max_length: int) -> str:
+    """Eager attention on CPU for short sequences (bench/throughput.py: 1.2x over SDPA's CPU kernel at
+    ~100 tokens, whose backward dominates there); SDPA elsewhere."""
+    return "eager" if device_type == "cpu" and max_length <= 512 else "sdpa"
+
+
+def lr_factor(step: int, tc: TrainConfig, constant: bool = False) -> float:
+    """Multiplier of the peak learning rate: linear warm-up, then cosine decay to 10%."""
+    if constant:
+        return 1.0
+    if step < tc.warmup_steps:
+        return (step + 1) / max(1, tc.warmup_steps)
+    progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Session:
+    """Where the loop runs: rank, world size, local rank, and how it reports its result."""
+
+    def __init__(self, rank: int, world: int, local_rank: int) -> None:
+        self.rank, self.world, self.local_rank = rank, world, local_rank
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        """Outside Ray the result is the checkpoint folder's metrics.json, written by rank 0."""
+
+
+class RaySession(Session):
+    def __init__(self) -> None:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        super().__init__(ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank())
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
 def train_loop(cfg: dict[str, Any]) -> None:
     """Runs on each Ray Train worker (or in-process with num_workers=0)."""
-    import ray.train
+    run_loop(cfg, RaySession())
+
+
+def run_loop(cfg: dict[str, Any], session: Session) -> None:
+    """The training loop proper: plain torch, launched by Ray Train (``train_loop``) or torchrun (``main``)."""
     import torch
     import torch.distributed as dist
 
     from ftdojo import models, sft
 
     tc = TrainConfig.model_validate(cfg["train"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = session.rank, session.world
     torch.set_num_threads(max(1, int(cfg.get("threads", 1))))  # reused Ray workers may keep a stale count
     torch.manual_seed(tc.seed)
-    device = torch.device("cuda", ctx.get_local_rank()) if tc.use_gpu and torch.cuda.is_available() else None
+    device = torch.device("cuda", session.local_rank) if tc.use_gpu and torch.cuda.is_available() else None
 
+    device_type = "cuda" if device is not None else "cpu"
+    bf16 = use_bf16(tc.precision, device_type)
     model, tok = models.load_base(cfg["base_model"])  # cached per process, copied: no reload per fit
     model.train()
+    model.set_attn_implementation(attention_impl(device_type, tc.max_length))
+    if tc.method == "lora" and bf16:
+        model.to(torch.bfloat16)  # frozen weights in bf16 (autocast would cast them every step); adapters stay fp32
     if tc.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -92,13 +145,14 @@ def train_loop(cfg: dict[str, Any]) -> None:
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
     if device is not None:
         model.to(device)
-    device_type = "cuda" if device is not None else "cpu"
-    bf16 = use_bf16(tc.precision, device_type)
     net = _completion_lm(model)
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net)
+    if dist.is_available() and dist.is_initialized():  # Ray Train workers or torchrun: DDP (gloo on CPU, NCCL on GPU)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device is not None else None)
 
     with open(cfg["data_path"]) as f:
         examples = [Example.model_validate_json(line) for line in f if line.strip()]
@@ -111,15 +165,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if cfg.get("constant_lr"):
-            return 1.0
-        if step < tc.warmup_steps:
-            return (step + 1) / max(1, tc.warmup_steps)
-        progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, tc, bool(cfg.get("constant_lr"))))
     losses: list[float] = []
     source_sum: dict[str, float] = {}
     source_n: dict[str, int] = {}
@@ -161,7 +207,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
         tokens = int(t.item())
     source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
     metrics = {"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses}
-    checkpoint = None
+    checkpoint_dir = None
     if rank == 0:
         # Ray Train keeps metrics only alongside a checkpoint once workers are involved, so
         # rank 0 always reports one: the adapter (when saving) plus the metrics as JSON.
@@ -172,8 +218,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
             if tc.method == "full":
                 tok.save_pretrained(out)
         (out / "metrics.json").write_text(json.dumps(metrics))
-        checkpoint = ray.train.Checkpoint.from_directory(str(out))
-    ray.train.report(metrics, checkpoint=checkpoint)
+        checkpoint_dir = out
+    session.report(metrics, checkpoint_dir)
 
 
 def checkpoint_sha256(directory: str | Path) -> str:
@@ -267,8 +313,41 @@ def fit(
     )
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``torchrun [--nproc_per_node N] -m ftdojo.training CONFIG.json``: the same loop without Ray.
+
+    CONFIG.json holds the dict ``fit`` builds (train, prompt, base_model,
+    data_path, output_dir, instruction, ...). Rank 0 writes the checkpoint and
+    ``metrics.json`` into output_dir.
+    """
+    import sys
+
+    import torch
+    import torch.distributed as dist
+
+    args = sys.argv[1:] if argv is None else argv
+    cfg = json.loads(Path(args[0]).read_text())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if "WORLD_SIZE" in os.environ:
+        gpu = TrainConfig.model_validate(cfg["train"]).use_gpu and torch.cuda.is_available()
+        if gpu:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if gpu else "gloo")
+    try:
+        run_loop(cfg, Session(int(os.environ.get("RANK", "0")), world, local))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
 def _root_cause(e: BaseException) -> str:
     while e.__cause__ is not None:
         e = e.__cause__
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[-1] if text else ''}"[:500]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -92,3 +92,48 @@ def test_ddp_on_two_workers_matches_one_worker_at_the_same_global_batch(ray_clus
     one, two = runs[1].losses, runs[2].losses
     assert max(abs(a - b) for a, b in zip(one, two, strict=True)) < 1e-3, (one, two)
     assert runs[1].tokens == runs[2].tokens
+
+
+def _bench_cmd(out, seeds: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "ftdojo.bench", "math", "--profile", "tiny", "--agents", "zero-shot,naive-sft",
+            "--seeds", seeds, "--out", str(out), "--num-cpus", "2", "train.steps=6", "cpus_per_run=1"]
+
+
+def _score_table(out) -> list[tuple]:
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    return sorted((r["task"], r["agent"], tuple(r["seeds"]), tuple(r["test"]), tuple(r["dev"])) for r in rows)
+
+
+def test_sigkilled_driver_resumes_without_redoing_finished_runs(math_domain, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "FTDOJO_LOG_JSON": "1"}
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    proc = subprocess.Popen(_bench_cmd(killed, "0"), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and len(list((killed / "runs").glob("*.json"))) < 1:
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only; its runs die with their owner
+        proc.wait()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # then whatever of its local cluster is left
+        except ProcessLookupError:
+            pass
+    before = {p.name: p.read_bytes() for p in (killed / "runs").glob("*.json")}
+    assert 1 <= len(before) < 4, f"kill landed outside the bench: {len(before)} of 4 runs done"
+    resumed = subprocess.run(_bench_cmd(killed, "0"), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"4 runs ({len(before)} already done)" in resumed.stderr
+    after = {p.name: p.read_bytes() for p in (killed / "runs").glob("*.json")}
+    assert len(after) == 4 and all(after[k] == v for k, v in before.items())  # finished runs untouched
+    full = subprocess.run(_bench_cmd(reference, "0"), env=env, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert _score_table(killed) == _score_table(reference)

@@ -88,3 +88,26 @@ def test_bad_target_module_fails_cleanly(tmp_path, tiny_model) -> None:
 def test_precisions_both_train(tmp_path, tiny_model, precision) -> None:
     r = _fit(tmp_path, tiny_model, precision=precision, steps=10)
     assert r.status == "ok" and r.losses[-1] < r.losses[0]
+
+
+def test_torchrun_launcher_runs_the_same_loop_with_two_gloo_ranks(tmp_path, tiny_model) -> None:
+    """``torchrun -m ftdojo.training CONFIG`` (no Ray): 2 gloo ranks follow the in-process loss curve."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ref = _fit(tmp_path / "ref", tiny_model, steps=6, precision="fp32")
+    cfg = {
+        "train": TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=2, precision="fp32").model_dump(),
+        "prompt": PromptSpec().model_dump(), "base_model": tiny_model, "data_path": str(tmp_path / "ref" / "train.jsonl"),
+        "output_dir": str(tmp_path / "tr"), "instruction": INSTR, "threads": 1,
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftdojo.training", str(tmp_path / "cfg.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    losses = json.loads((tmp_path / "tr" / "metrics.json").read_text())["losses"]
+    assert max(abs(a - b) for a, b in zip(losses, ref.losses, strict=True)) < 1e-3, (losses, ref.losses)
+    assert (tmp_path / "tr" / "adapter_model.safetensors").exists()

@@ -1,0 +1,120 @@
+"""Multi-run statistics against hand-computed values, on fixed records; the report's three formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests_helpers import experiment
+
+from ftdojo import report, stats
+from ftdojo.messages import Candidate, EvalReport, Event, RunKey, RunRecord, ValidationReport
+
+
+def test_mean_std_and_exact_bootstrap() -> None:
+    assert stats.mean_std([0.2, 0.4, 0.6]) == pytest.approx((0.4, 0.2))
+    assert stats.bootstrap_ci([0.0, 1.0]) == (0.0, 1.0)
+    # [0, 0, 1]: resample means 0, 1/3, 2/3, 1 with weights 8, 12, 6, 1 (of 27).
+    assert stats.bootstrap_ci([0.0, 0.0, 1.0], level=0.9) == pytest.approx((0.0, 2 / 3))
+    assert stats.bootstrap_ci([0.5] * 5) == (0.5, 0.5)
+    lo, hi = stats.bootstrap_ci([i / 20 for i in range(20)])  # Monte Carlo branch: brackets the mean, reproducible
+    assert lo < 0.475 < hi and (lo, hi) == stats.bootstrap_ci([i / 20 for i in range(20)])
+
+
+def test_ranks_wins_and_direction() -> None:
+    table = {"t1": {"A": 0.5, "B": 0.7, "C": 0.7}, "t2": {"A": 0.1, "B": 0.3, "C": 0.2}}
+    r = stats.ranks(table, {"t1": "max", "t2": "min"})
+    assert r == {"t1": {"B": 1.5, "C": 1.5, "A": 3.0}, "t2": {"A": 1.0, "C": 2.0, "B": 3.0}}
+    assert stats.average_rank(r) == {"A": 2.0, "B": 2.25, "C": 1.75}
+    assert stats.wins(r) == {"A": 1, "B": 1, "C": 1}
+
+
+def test_paired_tests() -> None:
+    assert stats.sign_flip_test([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    assert stats.sign_flip_test([1.0, -1.0]) == 1.0
+    assert stats.sign_test([1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 0, 1]) == (4, 0, pytest.approx(0.125))
+    assert stats.sign_test([1] * 10, [0] * 10)[2] == pytest.approx(2 / 1024)
+
+
+def _rec(task: str, agent: str, seed: int, score: float, items: list[float], **over) -> RunRecord:
+    test = EvalReport(split="test", score=score, n=len(items), per_category={}, parse_failure_rate=0.0, errors=[], item_scores=items)
+    return RunRecord(
+        key=RunKey(task=task, agent=agent, seed=seed, profile="p", config_hash="h"), status="ok", base_model="m",
+        task_spec_hash="s", test_sha256="t" * 64, final=Candidate(base_model="m"), test=test, **over,
+    )
+
+
+def _records() -> list[RunRecord]:
+    ok0 = experiment("it1", 0.6).model_copy(update={"wall_s": 100.0})
+    rejected = experiment("it0").model_copy(update={
+        "status": "rejected", "train": None, "dev": None, "wall_s": 5.0, "validation": ValidationReport(plan_id="it0", checks=[], wall_s=4.0)})
+    events = [Event(t=30.0, event="evaluate", iteration="it1", data={"split": "dev", "score": 0.6})]
+    agent_runs = [
+        _rec("t1", "agent", 0, 0.75, [1, 1, 1, 0], experiments=[rejected, ok0], events=events, wall_s=120.0,
+             usage={"train_steps": 50, "dev_evals": 1, "llm_tokens": 2000, "llm_cost_usd": 0.02}),
+        _rec("t1", "agent", 1, 0.50, [1, 1, 0, 0], wall_s=60.0),
+        _rec("t2", "agent", 0, 1.00, [1, 1], wall_s=60.0),
+        _rec("t2", "agent", 1, 1.00, [1, 1], wall_s=60.0),
+    ]
+    base_runs = [
+        _rec("t1", "base", 0, 0.25, [1, 0, 0, 0]),
+        _rec("t1", "base", 1, 0.25, [0, 1, 0, 0]),
+        _rec("t2", "base", 0, 0.50, [1, 0]),
+        _rec("t2", "base", 1, 0.99, [1, 1], leak={"test": 0.5}, leak_flagged=True),  # must not count anywhere
+        _rec("t2", "base", 2, 0.99, [1, 1]).model_copy(update={"provenance_flagged": True}),
+    ]
+    return agent_runs + base_runs
+
+
+def test_summary_on_fixed_records_matches_hand_computation() -> None:
+    s = report.summarize(_records())
+    by = {(r["task"], r["agent"]): r for r in s["rows"]}
+    assert by[("t1", "agent")]["test_mean"] == pytest.approx(0.625)
+    assert by[("t1", "agent")]["test_std"] == pytest.approx(0.1767767, rel=1e-6)
+    assert by[("t1", "agent")]["test_ci95"] == [0.5, 0.75]  # exact bootstrap of two values
+    assert by[("t2", "base")]["test"] == [0.5] and by[("t2", "base")]["leak_flagged"] == 1 and by[("t2", "base")]["provenance_flagged"] == 1
+    assert s["wins"] == {"agent": 2, "base": 0} and s["average_rank"] == {"agent": 1.0, "base": 2.0}
+    (pair,) = s["paired"]
+    # pairs: (t1,0) +0.5, (t1,1) +0.25, (t2,0) +0.5; the flagged (t2,1) is left out.
+    assert pair["pairs"] == 3 and pair["mean_diff"] == pytest.approx(1.25 / 3)
+    assert pair["p_sign_flip"] == pytest.approx(2 / 8)
+    # items: t1 s0 agent 1110 vs base 1000 -> +2; t1 s1 1100 vs 0100 -> +1; t2 s0 11 vs 10 -> +1: 4 up, 0 down.
+    assert (pair["a_better_items"], pair["b_better_items"], pair["p_items"]) == (4, 0, pytest.approx(0.125))
+    eff = s["efficiency"]["agent"]
+    assert (eff["iterations"], eff["ok_iterations"], eff["rejected"]) == (2, 1, 1)
+    assert eff["failfast_saved_s"] == pytest.approx(100.0 - 4.0)  # one rejected plan: an ok iteration's cost minus validation
+    assert eff["time_to_first_valid_s"] == 30.0 and eff["llm_tokens"] == 2000 and eff["llm_cost_usd"] == pytest.approx(0.02)
+    assert {f["seed"] for f in s["flagged"]} == {1, 2} and "leak" in s["flagged"][0]["why"] + s["flagged"][1]["why"]
+
+
+def test_report_writes_markdown_json_and_self_contained_html(tmp_path) -> None:
+    (tmp_path / "runs").mkdir()
+    for r in _records():
+        (tmp_path / "runs" / f"{r.key.slug}.json").write_text(r.model_dump_json())
+    md = report.write(tmp_path)
+    assert "| t1 | 62.5 ± 17.7 (50.0–75.0) [—] | 25.0 ± 0.0 (25.0–25.0) [—] |" in md
+    assert "| agent vs base | 3 | +41.7 | 3/0 | 0.25 | 4/0 | 0.125 |" in md
+    assert json.loads((tmp_path / "results.json").read_text())["wins"]["agent"] == 2
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('class="bar"') >= 4 and "<script" not in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome", "headless_shell") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    (tmp_path / "runs").mkdir()
+    for r in _records():
+        (tmp_path / "runs" / f"{r.key.slug}.json").write_text(r.model_dump_json())
+    report.write(tmp_path)
+    page = (tmp_path / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<svg") >= 3 and dom.count('class="bar"') >= 4  # parsed and laid out by the browser
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1000", page], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a blank page compresses to a few kB
