@@ -8,6 +8,7 @@ that wait is orchestration: actor start-up, scheduling, the driver's
 ``ray.wait`` loop, record writing and the report.
 
     .venv/bin/python bench/orchestration.py --runs 1000 --duration 10 --slots 40
+    .venv/bin/python bench/orchestration.py share ~/.cache/ftdojo/results/all__default
 
 Reports, with the machine described:
 
@@ -58,7 +59,39 @@ class Quiet(bench.Progress):
         self.failed += record.status != "ok"
 
 
+def share(out: Path) -> dict[str, Any]:
+    """Share of a finished bench's wall time not spent training or evaluating, from its records.
+
+    Training = every fit (TrainResult.wall_s, smoke trains included); evaluation = every dev and
+    test evaluation (EvalReport.wall_s). With one run at a time (the default profile holds all
+    CPUs), everything else in the bench wall is orchestration: Ray start-up, actors, data
+    materialisation, curation, validation checks, records and the report.
+    """
+    from ftdojo import report
+
+    summary = json.loads((out / "results.json").read_text())
+    wall = float(summary["bench_wall_s"])
+    train = evals = smoke = 0.0
+    runs = report.load_records(out)
+    for r in runs:
+        for e in r.experiments:
+            train += e.train.wall_s if e.train else 0.0
+            evals += e.dev.wall_s if e.dev else 0.0
+            smoke += sum(c.seconds or 0.0 for c in (e.validation.checks if e.validation else []))
+        if r.dev is not None and not any(e.dev for e in r.experiments):
+            evals += r.dev.wall_s  # an agent that evaluated without iterating (zero-shot)
+        evals += r.test.wall_s if r.test else 0.0
+    work = train + evals + smoke
+    return {"bench_wall_s": wall, "runs": len(runs), "train_s": train, "smoke_train_s": smoke, "eval_s": evals,
+            "orchestration_s": wall - work, "orchestration_share": (wall - work) / wall}
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["share"]:
+        print(json.dumps(share(Path(argv[1])), indent=2))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of work per run")

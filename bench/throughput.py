@@ -89,14 +89,18 @@ def curated_examples(task: str, model: str, work: Path) -> tuple[DojoEnv, Path, 
 
 
 def baseline_trainer(
-    model_spec: str, enc: list[sft.Encoded], schedule: list[list[int]], tc: TrainConfig, work: Path
+    model_spec: str, enc: list[sft.Encoded], schedule: list[list[int]], tc: TrainConfig, work: Path, ordered: bool = False
 ) -> dict[str, Any]:
-    """The plain recipe: transformers Trainer + peft LoRA, fp32, labels padded with -100."""
+    """The plain recipe: transformers Trainer + peft LoRA, fp32, labels padded with -100.
+
+    ``ordered``: feed it our batches in our order (for a step-by-step loss comparison) instead of
+    its default shuffling."""
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     model, tok = models.load(model_spec)
     model.train()
+    torch.manual_seed(tc.seed)  # the same adapter initialisation as ours
     model = get_peft_model(
         model,
         LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
@@ -104,10 +108,6 @@ def baseline_trainer(
     )
     rows = [{"input_ids": enc[i].input_ids, "labels": enc[i].labels, "attention_mask": [1] * len(enc[i].input_ids)}
             for batch in schedule for i in batch]
-
-    class Ordered(Trainer):
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            return torch.utils.data.SequentialSampler(rows)  # the same batches, in the same order, as ours
 
     times: dict[str, float] = {}
 
@@ -128,12 +128,16 @@ def baseline_trainer(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: training.lr_factor(step, tc))
-    trainer = Ordered(model=model, args=args, train_dataset=rows,
+    class Ordered(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return torch.utils.data.SequentialSampler(rows)
+
+    trainer = (Ordered if ordered else Trainer)(model=model, args=args, train_dataset=rows,
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
                       callbacks=[Clock()], optimizers=(opt, sched))
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    tokens = sum(len(r["input_ids"]) for r in rows[: tc.steps * tc.batch_size])
+    tokens = sum(len(r["input_ids"]) for r in rows)  # max_steps is exactly one epoch of these rows
     seconds = times["end"] - times["start"]
     return {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "losses": losses}
 
@@ -156,6 +160,7 @@ def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str,
     fpt = flops_per_token(base, labelled / total, total / (len(schedule) * tc.batch_size))
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
     baseline = baseline_trainer(model_spec, enc, schedule, tc, work)
+    same_batches = baseline_trainer(model_spec, enc, schedule, tc, work, ordered=True)
     ours = training.fit(plan_id="ours", base_model=model_spec, data_path=str(data_path),
                         output_dir=str(work / "ours" / "adapter"), train=tc, prompt=prompt,
                         instruction=card.instruction, threads=torch.get_num_threads(), save=False)
@@ -164,9 +169,9 @@ def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str,
     fp32 = training.fit(plan_id="ours-fp32", base_model=model_spec, data_path=str(data_path),
                         output_dir=str(work / "ours-fp32" / "adapter"), train=tc.model_copy(update={"precision": "fp32"}),
                         prompt=prompt, instruction=card.instruction, threads=torch.get_num_threads(), save=False)
-    step_gap = [abs(a - b) / a for a, b in zip(baseline["losses"], fp32.losses, strict=True)]
+    w32 = window_means(fp32.losses)
     ceiling = peak_bf16 / fpt if training.use_bf16("auto", "cpu") else peak_fp32 / fpt
-    wb, wo = window_means(baseline["losses"]), window_means(ours.losses)
+    wb, wo = window_means(same_batches["losses"]), window_means(ours.losses)
     return {
         "steps": steps,
         "batch_size": tc.batch_size,
@@ -179,13 +184,18 @@ def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str,
         "ours_tokens_per_s": ours.tokens_per_s,
         "speedup_vs_baseline": ours.tokens_per_s / baseline["tokens_per_s"],
         "share_of_ceiling": ours.tokens_per_s / ceiling,
-        "loss_quarters_baseline": wb,
+        "baseline_same_batches_tokens_per_s": same_batches["tokens_per_s"],
+        "loss_quarters_baseline_same_batches": wb,
         "loss_quarters_ours": wo,
         "max_rel_loss_gap": max(abs(a - b) / a for a, b in zip(wb, wo, strict=True)),
         "ours_fp32_tokens_per_s": fp32.tokens_per_s,
-        "fp32_max_rel_step_loss_gap": max(step_gap),
+        "loss_quarters_ours_fp32": w32,
+        "fp32_max_rel_loss_gap": max(abs(a - b) / a for a, b in zip(wb, w32, strict=True)),
         "ours_fp32_losses": fp32.losses,
         "baseline_losses": baseline["losses"],
+        "baseline_same_batches_losses": same_batches["losses"],
+        "max_rel_step_loss_gap_fp32": max(abs(a - b) / a for a, b in zip(same_batches["losses"], fp32.losses, strict=True)),
+        "max_rel_step_loss_gap_bf16": max(abs(a - b) / a for a, b in zip(same_batches["losses"], ours.losses, strict=True)),
         "ours_losses": ours.losses,
     }
 

@@ -344,6 +344,8 @@ def html(s: dict[str, Any], md: str) -> str:
 
 def write(out: Path, wall_s: float | None = None) -> str:
     summary = summarize(load_records(out))
+    if wall_s is not None:
+        summary["bench_wall_s"] = wall_s
     md = markdown(summary, wall_s)
     atomic_write_text(out / "results.md", md)
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")

@@ -111,3 +111,33 @@ def test_torchrun_launcher_runs_the_same_loop_with_two_gloo_ranks(tmp_path, tiny
     losses = json.loads((tmp_path / "tr" / "metrics.json").read_text())["losses"]
     assert max(abs(a - b) for a, b in zip(losses, ref.losses, strict=True)) < 1e-3, (losses, ref.losses)
     assert (tmp_path / "tr" / "adapter_model.safetensors").exists()
+
+
+def test_completion_only_head_computes_the_full_head_loss(tiny_model) -> None:
+    """The LM head applied at label positions only gives HF's own causal-LM loss on a padded batch."""
+    model, tok = models.load(tiny_model)
+    enc = [sft.encode(tok, sft.render_prompt(tok, PromptSpec(), INSTR, e.input), e.completion, 256) for e in _examples(6)]
+    batch = sft.collate(enc, tok.pad_token_id)
+    loss_sum, count, _ = training._completion_lm(model)(**batch)
+    with torch.no_grad():
+        reference = model(**batch).loss  # mean over label tokens, shifted inside
+    assert int(count) == sum(sum(x != sft.IGNORE for x in e.labels[1:]) for e in enc)
+    assert float(loss_sum / count) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_fused_lora_forward_matches_peft(tiny_model) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = models.load(tiny_model)
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], task_type="CAUSAL_LM"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in lora.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)  # a trained-looking adapter (B starts at zero)
+    ids = tok(sft.render_prompt(tok, PromptSpec(), INSTR, "colour 3?"), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        reference = lora(**ids).logits
+        assert training.fuse_lora(lora) == 6  # 2 layers x 3 modules
+        fused = lora(**ids).logits
+    assert torch.allclose(reference, fused, atol=1e-5)
