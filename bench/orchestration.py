@@ -69,8 +69,7 @@ def share(out: Path) -> dict[str, Any]:
     """
     from ftdojo import report
 
-    summary = json.loads((out / "results.json").read_text())
-    wall = float(summary["bench_wall_s"])
+    wall = float(json.loads((out / "bench.json").read_text())["wall_s"])  # written by the bench driver
     train = evals = smoke = 0.0
     runs = report.load_records(out)
     for r in runs:
@@ -101,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     os.environ["FTDOJO_FIXED_RUN_S"] = str(a.duration)  # inherited by the Ray workers started below
     out = Path(tempfile.mkdtemp(prefix="ftdojo-orch-"))
-    share = a.num_cpus / a.slots
-    profile = config.load_profile("tiny", [f"cpus_per_run={share}"])
+    cpu_share = a.num_cpus / a.slots
+    profile = config.load_profile("tiny", [f"cpus_per_run={cpu_share}"])
     agent = config.load_agent("zero-shot")
     seeds_per_task = a.runs // 2
     runs = [
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": {"cpus": a.num_cpus, "python": platform.python_version(), "platform": platform.platform()},
         "runs": len(runs), "records_written": len(records), "failed": progress.failed,
-        "duration_s": a.duration, "slots": a.slots, "cpu_share_per_run": share,
+        "duration_s": a.duration, "slots": a.slots, "cpu_share_per_run": cpu_share,
         "ray_init_s": init_s, "wall_s": wall, "ideal_wall_s": ideal,
         "parallel_efficiency": ideal / wall,
         "overhead_per_run_s": wall * a.slots / len(runs) - a.duration,

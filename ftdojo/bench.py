@@ -18,9 +18,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,7 @@ def failed_record(run: RunSpec, profile: config.ProfileConfig, error: str, wall_
         task_spec_hash=task.spec_hash(),
         test_sha256="",
         wall_s=wall_s,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         code_version=paths.code_version(),
     )
 
@@ -205,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         progress = Progress(len(runs), len(runs) - len(todo))
         execute(profile, todo, out, progress)
-    md = report.write(out, time.perf_counter() - t0 if todo else None)
+    wall = time.perf_counter() - t0 if todo else None
+    if wall is not None:
+        paths.atomic_write_text(out / "bench.json", json.dumps({"wall_s": wall, "runs": len(runs), "ran": len(todo)}) + "\n")
+    md = report.write(out, wall, {r.key.slug for r in runs})
     print(md)
     print(f"[bench] results: {out / 'results.md'}", file=sys.stderr)
     return 0

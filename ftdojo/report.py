@@ -27,8 +27,19 @@ from ftdojo.messages import RunRecord
 from ftdojo.paths import atomic_write_text
 
 
-def load_records(out: Path) -> list[RunRecord]:
-    return [RunRecord.model_validate_json(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+def load_records(out: Path, slugs: set[str] | None = None) -> list[RunRecord]:
+    """The run store's records; ``slugs`` limits them to one bench's runs. Otherwise, where a
+    folder holds several records of the same task, agent, seed and profile (runs of older code
+    or configs), the newest counts."""
+    records = [RunRecord.model_validate_json(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    if slugs is not None:
+        return [r for r in records if r.key.slug in slugs]
+    newest: dict[tuple[str, str, int, str], RunRecord] = {}
+    for r in records:
+        k = (r.key.task, r.key.agent, r.key.seed, r.key.profile)
+        if k not in newest or r.started_at > newest[k].started_at:
+            newest[k] = r
+    return sorted(newest.values(), key=lambda r: r.key.slug)
 
 
 def headline(r: RunRecord) -> bool:
@@ -342,8 +353,8 @@ def html(s: dict[str, Any], md: str) -> str:
 """
 
 
-def write(out: Path, wall_s: float | None = None) -> str:
-    summary = summarize(load_records(out))
+def write(out: Path, wall_s: float | None = None, slugs: set[str] | None = None) -> str:
+    summary = summarize(load_records(out, slugs))
     if wall_s is not None:
         summary["bench_wall_s"] = wall_s
     md = markdown(summary, wall_s)

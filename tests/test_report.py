@@ -118,3 +118,16 @@ def test_html_report_renders_in_headless_chromium(tmp_path) -> None:
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1000", page], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000  # a blank page compresses to a few kB
+
+
+def test_report_counts_the_newest_record_of_a_run_and_a_bench_only_its_own(tmp_path) -> None:
+    (tmp_path / "runs").mkdir()
+    old = _rec("t1", "agent", 0, 0.10, [0, 0]).model_copy(update={"started_at": "2026-01-01T00:00:00+00:00"})
+    new = _rec("t1", "agent", 0, 0.90, [1, 1]).model_copy(update={"started_at": "2026-02-01T00:00:00+00:00"})
+    new = new.model_copy(update={"key": new.key.model_copy(update={"config_hash": "newer"})})
+    for r in (old, new):
+        (tmp_path / "runs" / f"{r.key.slug}.json").write_text(r.model_dump_json())
+    (row,) = report.summarize(report.load_records(tmp_path))["rows"]
+    assert row["test"] == [0.9]
+    (row,) = report.summarize(report.load_records(tmp_path, {old.key.slug}))["rows"]
+    assert row["test"] == [0.1]
