@@ -258,7 +258,7 @@ def _bars_svg(s: dict[str, Any]) -> str:
     tasks, agents = s["tasks"], s["agents"]
     by = {(r["task"], r["agent"]): r for r in s["rows"]}
     bw, gap, h, top, left = 18, 24, 220, 20, 40
-    width = left + len(tasks) * (len(agents) * bw + gap) + 20
+    width = max(left + len(tasks) * (len(agents) * bw + gap) + 20, left + len(agents) * 130 + 20)
     parts = [f'<svg class="plot" id="scores" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + 70}">']
     for y in range(0, 101, 25):
         yy = top + h - h * y / 100
@@ -273,7 +273,8 @@ def _bars_svg(s: dict[str, Any]) -> str:
             x = x0 + ai * bw
             m = r["test_mean"]
             parts.append(f'<rect class="bar" x="{x}" y="{top + h - h * m}" width="{bw - 3}" height="{h * m}" fill="{PALETTE[ai % 10]}">'
-                         f'<title>{_esc(t)} / {_esc(a)}: {100 * m:.1f}</title></rect>')
+                         f'<title>{_esc(t)} / {_esc(a)}: {100 * m:.1f}</title></rect>'
+                         f'<text x="{x + (bw - 3) / 2}" y="{top + h - h * m - 4}" font-size="9" text-anchor="middle">{100 * m:.0f}</text>')
             lo, hi = r["test_ci95"]
             if r["n"] > 1:
                 cx = x + (bw - 3) / 2
