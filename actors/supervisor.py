@@ -42,7 +42,7 @@ from ftdojo.messages import (
     ValidationReport,
 )
 from ftdojo.paths import code_version
-from ftdojo.runtime import Spawner, call
+from ftdojo.runtime import Spawner, call, warm
 from ftdojo.tasking import get_task
 
 LEAK_FLAG = 0.05  # share of training inputs overlapping test that flags a run
@@ -92,12 +92,14 @@ class RunSupervisor:
         self._t0 = t0
         task = get_task(self.key.task)
         p = self.profile
+        warm("torch")  # the referee evaluates in this process at the end
         referee = Referee(task.id, p.eval_batch_size, self.threads)
         self.env = self.spawner.spawn(DojoEnv, task.id, p.base_model, p.budget, p.eval_batch_size, self.threads)
-        self.card: TaskCard = await call(self.env, "describe")
         a = self.agent_cfg
+        # Peers start (and warm their imports) while the environment describes the task.
         self.curator = self.spawner.spawn(Curator, self.env, str(self.workspace), self.key.seed)
         self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
+        self.card: TaskCard = await call(self.env, "describe")
         self.validator: Any = None  # spawned on first use: baselines never validate
         self.planner: Any = None
         self.diagnostician: Any = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from ftdojo import training
 from ftdojo.messages import CuratedData, Plan, TaskCard, TrainResult
-from ftdojo.runtime import call
+from ftdojo.runtime import call, warm
 
 
 class Trainer:
@@ -20,6 +20,7 @@ class Trainer:
         self.env = env
         self.workspace = Path(workspace)
         self.threads = threads
+        warm("ray.train.torch")  # torch and Ray Train (not transformers: its lazy module is not thread-safe to import)
 
     async def train(self, plan: Plan, data: CuratedData, card: TaskCard) -> TrainResult:
         await call(self.env, "charge_train_steps", plan.train.steps)

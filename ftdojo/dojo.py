@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from ftdojo import evaluation, overlap, repository
+from ftdojo import evaluation, overlap, repository, runtime
 from ftdojo.errors import AccessDenied, BudgetExceeded
 from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, Provenance, SourceInfo, TaskCard
 from ftdojo.paths import sha256_file
@@ -30,6 +30,7 @@ class DojoEnv:
     """Agent-facing view of one task for one run."""
 
     def __init__(self, task_id: str, base_model: str, budget: Budget, eval_batch_size: int = 32, threads: int = 1):
+        runtime.warm("torch")  # for the first evaluate
         self._task = get_task(task_id)
         self._domain = get_domain(self._task.domain)
         self._raw = repository.materialize(self._domain)

@@ -34,6 +34,22 @@ async def call(target: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+def warm(*modules: str) -> None:
+    """Import heavy modules on a background thread, so a fresh actor process pays for them while
+    its run is busy elsewhere (curating, starting peers) rather than on its first real call."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        for m in modules:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001 - a failed warm-up just means the real call imports it
+                pass
+
+    threading.Thread(target=run, name="ftdojo-warm", daemon=True).start()
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
     """Connect to ``address`` (or RAY_ADDRESS), else start a local cluster; return its resources."""
     for k, v in RAY_ENV.items():
