@@ -96,9 +96,10 @@ class RunSupervisor:
         referee = Referee(task.id, p.eval_batch_size, self.threads)
         self.env = self.spawner.spawn(DojoEnv, task.id, p.base_model, p.budget, p.eval_batch_size, self.threads)
         a = self.agent_cfg
-        # Peers start (and warm their imports) while the environment describes the task.
+        # Peers start (and warm their imports) while the environment describes the task;
+        # an agent that never trains (zero-shot) gets its trainer only if it asks.
         self.curator = self.spawner.spawn(Curator, self.env, str(self.workspace), self.key.seed)
-        self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
+        self.trainer: Any = None if a.policy == "zero-shot" else self._spawn_trainer()
         self.card: TaskCard = await call(self.env, "describe")
         self.validator: Any = None  # spawned on first use: baselines never validate
         self.planner: Any = None
@@ -146,6 +147,9 @@ class RunSupervisor:
             code_version=code_version(),
             prompts={n: prompts.digest(n) for n in ("planner", "diagnostician")} if self.agent_cfg.backbone.kind == "llm" else {},
         )
+
+    def _spawn_trainer(self) -> Any:
+        return self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
 
     def state(self) -> dict[str, Any]:
         """Where the run is (for progress displays and fault-injection tests)."""
@@ -228,6 +232,8 @@ class RunSupervisor:
                 status, error = "rejected", "recipe produced no training examples"
             else:
                 self.phase = "train"
+                if self.trainer is None:
+                    self.trainer = self._spawn_trainer()
                 result = await call(self.trainer, "train", plan, curated, self.card)
                 await self._event("train", plan.plan_id, result.wall_s, status=result.status, steps=result.steps,
                                   final_loss=result.losses[-1] if result.losses else None,
@@ -250,7 +256,7 @@ class RunSupervisor:
             if not _is_actor_death(e):
                 raise
             status, error = "failed", f"actor died: {type(e).__name__}"
-            self.trainer = self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
+            self.trainer = self._spawn_trainer()
         self.phase = "diagnose"
         exp = Experiment(
             id=plan.plan_id,

@@ -162,7 +162,7 @@ def read_rows(path: Path, fmt: str, limit: int | None = None) -> list[Row]:
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        rows = pq.ParquetFile(path).read().to_pylist()  # not read_table: its dataset layer imports pandas
     else:
         raise ValueError(f"unknown format {fmt}")
     return rows[:limit] if limit is not None else rows

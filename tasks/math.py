@@ -15,8 +15,6 @@ import random
 import re
 from collections.abc import Container
 
-import sympy
-
 from ftdojo.tasking import Domain, Item, Row, SourceSpec, TaskSpec
 
 NAMES = ["Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena", "Milo", "Nia"]
@@ -93,6 +91,8 @@ def equation(rng: random.Random) -> tuple[str, int, str, str]:
         eq = f"{_term(a)} {_signed(b)} = {_term(c)} {_signed(d)}"
         steps = f"{_term(a - c)} = {d} {_signed(-b)} = {d - b}. x = {d - b} / {a - c} = {x}."
     lhs, rhs = eq.split("=")
+    import sympy  # lazily: every process that reads the task registry imports this module
+
     sym = sympy.Symbol("x")
     parse = sympy.parsing.sympy_parser.parse_expr
     tf = sympy.parsing.sympy_parser.standard_transformations + (
@@ -126,6 +126,8 @@ def verify(task_input: str, answer: str) -> bool | None:
         return False
     if task_input.startswith("Solve for x: "):
         lhs, rhs = task_input.removeprefix("Solve for x: ").split("=")
+        import sympy
+
         x = sympy.Symbol("x")
         tf = sympy.parsing.sympy_parser.standard_transformations + (
             sympy.parsing.sympy_parser.implicit_multiplication_application,
