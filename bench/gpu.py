@@ -10,7 +10,9 @@ GPU's bf16 matmul peak, for the share-of-ceiling figure.
 Prepared here, run there:
 
     .venv/bin/python bench/gpu.py prepare .device      # tokenizer, config, data, wheels for the device
-    python bench/gpu.py run .device $OUT              # on the GPU machine
+    # on the GPU machine (carry .device):
+    pip install --no-index --find-links .device/wheels --target /tmp/site pydantic structlog
+    PYTHONPATH=/tmp/site:. python3 bench/gpu.py run .device $OUT
 
 ``run`` writes ``$OUT/gpu.json``: tokens/s per precision and batch size, the
 loss curves (which must fall), NCCL world size, the device name.
@@ -48,6 +50,11 @@ def prepare(dest: Path) -> None:
     data = asyncio.run(Curator(env, str(dest / "work")).curate(plan))
     shutil.copy(data.path, dest / "train.jsonl")
     (dest / "instruction.txt").write_text(env.describe().instruction)
+    # The device image has torch, transformers and peft but not pydantic or structlog: carry wheels.
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "pydantic==2.14.*", "structlog", "--only-binary", ":all:",
+                        "--python-version", version, "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
+                        "-d", str(dest / "wheels")], check=True)
     print(f"prepared {dest}: {sum(1 for _ in open(dest / 'train.jsonl'))} examples")
 
 
