@@ -167,8 +167,13 @@ class RunSupervisor:
             out["llm_cost_usd"] = out["llm_tokens"] * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6
         return out
 
-    async def _event(self, event: str, iteration: str | None = None, duration_s: float | None = None, **data: Any) -> None:
-        budget = {k: round(float(v), 3) for k, v in (await self.usage()).items()}
+    async def _event(
+        self, event: str, iteration: str | None = None, duration_s: float | None = None,
+        budget: dict[str, float] | None = None, **data: Any,
+    ) -> None:
+        """Append to the event log; ``budget`` saves the usage round trips when a caller logs a batch."""
+        if budget is None:
+            budget = {k: round(float(v), 3) for k, v in (await self.usage()).items()}
         self.events.append(
             Event(t=round(time.perf_counter() - self._t0, 3), event=event, iteration=iteration,  # type: ignore[arg-type]
                   duration_s=None if duration_s is None else round(duration_s, 3), data=data, budget=budget)
@@ -223,8 +228,9 @@ class RunSupervisor:
                 if self.validator is None:
                     self.validator = self.spawner.spawn(Validator, self.env, str(self.workspace), self.threads)
                 report = await call(self.validator, "validate", plan, curated, self.card)
+                spent = {k: round(float(v), 3) for k, v in (await self.usage()).items()}  # one lookup for all checks
                 for c in report.checks:
-                    await self._event("check", plan.plan_id, c.seconds, name=c.name, status=c.status, reason=c.reason)
+                    await self._event("check", plan.plan_id, c.seconds, spent, name=c.name, status=c.status, reason=c.reason)
             if report is not None and not report.passed:
                 failed = [f"{c.name}: {c.reason}" for c in report.checks if c.status == "fail"]
                 status, error = "rejected", "fail-fast: " + "; ".join(failed)

@@ -159,36 +159,35 @@ def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: s
     return _libc().mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) == 0
 
 
-def _isolate(job: str, hide: list[str]) -> dict[str, bool]:
-    """Namespaces and mounts, done while still privileged; returns what holds."""
+def _isolate(job: str, hide: list[str]) -> None:
+    """Namespaces and mounts, done while still privileged; where they fail, limits alone hold."""
     root = os.geteuid() == 0
     uid, gid = os.getuid(), os.getgid()
     flags = _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | (0 if root else _CLONE_NEWUSER)
     if not _unshare(flags):
-        return {"namespaces": False, "network": False, "filesystem": False, "pid": False}
+        return
     if not root:
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
         Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-    ok = _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     # Keep handles on what comes back (the workspace, read-write; the interpreter's standard
     # library, read-only) before covering the hidden trees with empty tmpfs mounts.
     keep = {job: False, os.path.realpath(sys.base_prefix): True}
     fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep}
     for p in sorted(hide, key=len):
         if os.path.isdir(p):
-            ok &= _mount("tmpfs", p, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,mode=0755")
+            _mount("tmpfs", p, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,mode=0755")
     for p, readonly in keep.items():
         if not any(p == h or p.startswith(h + "/") for h in hide):
             continue  # never covered
         os.makedirs(p, exist_ok=True)
-        ok &= _mount(f"/proc/self/fd/{fds[p]}", p, None, _MS_BIND)
+        _mount(f"/proc/self/fd/{fds[p]}", p, None, _MS_BIND)
         if readonly:
-            ok &= _mount(None, p, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
+            _mount(None, p, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
     for fd in fds.values():
         os.close(fd)
     os.chdir(job)
-    return {"namespaces": True, "network": True, "filesystem": bool(ok), "pid": True}
 
 
 def _limit(limits: dict[str, Any]) -> None:
@@ -259,7 +258,8 @@ def _boot() -> None:
     """Entry of the sandbox process: isolate, fork PID 1, enforce the wall clock, relay its status."""
     cfg = json.loads(sys.stdin.read())
     job, limits = cfg["job"], cfg["limits"]
-    held = _isolate(job, cfg["hide"]) if sys.platform == "linux" else {"namespaces": False}
+    if sys.platform == "linux":
+        _isolate(job, cfg["hide"])  # what held is probed by capabilities(), not reported per call
     pid = os.fork()
     if pid == 0:
         try:
@@ -284,11 +284,7 @@ def _boot() -> None:
         else:  # SIGKILL without the alarm: the hard CPU limit (or the kernel's OOM killer)
             kind = {signal.SIGKILL: "cpu_time", signal.SIGXCPU: "cpu_time", signal.SIGXFSZ: "file_size"}.get(sig, "exception")
             _report(kind, f"killed by {signal.Signals(sig).name} (limits: {limits['cpu_s']} CPU s, {limits['memory_mb']} MB)")
-    _report_held(held)
 
-
-def _report_held(held: dict[str, bool]) -> None:
-    os.write(1, (json.dumps({"held": held}) + "\n").encode())
 
 
 def capabilities() -> dict[str, bool]:
