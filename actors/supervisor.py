@@ -45,7 +45,11 @@ from ftdojo.paths import code_version
 from ftdojo.runtime import Spawner, call, warm
 from ftdojo.tasking import get_task
 
-LEAK_FLAG = 0.05  # share of training inputs overlapping test that flags a run
+LEAK_FLAG = 0.05  # share of training inputs overlapping test (overall or within one source) that flags a run
+
+
+def leaked(leak: dict[str, float]) -> bool:
+    return any(v >= LEAK_FLAG for k, v in leak.items() if k.startswith("test"))
 
 
 @dataclass
@@ -121,8 +125,8 @@ class RunSupervisor:
         test = referee.finalize(final)
         await self._event("finalize", duration_s=test.wall_s, checkpoint=final.checkpoint, fallback_to_base=fallback,
                           provenance_ok=provenance.ok)
-        inputs = [e.input for c in self.curated for e in _read_examples(c.path)]
-        leak = referee.leak_check(inputs) if inputs else {"dev": 0.0, "test": 0.0}
+        examples = [e for c in self.curated for e in _read_examples(c.path)]
+        leak = referee.leak_check([e.input for e in examples], [e.source for e in examples]) if examples else {"dev": 0.0, "test": 0.0}
         self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak, provenance=provenance.reason or "ok")
         return RunRecord(
             key=self.key,
@@ -137,7 +141,7 @@ class RunSupervisor:
             test=test,
             experiments=self.experiments,
             leak=leak,
-            leak_flagged=leak["test"] >= LEAK_FLAG,
+            leak_flagged=leaked(leak),
             provenance=provenance,
             provenance_flagged=not provenance.ok,
             events=self.events,

@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("overrides", nargs="*", help="profile overrides FIELD.PATH=VALUE, e.g. train.steps=50")
     ap.add_argument("--agents", help="comma-separated agent names (default: the suite's)")
     ap.add_argument("--seeds", help="comma-separated integer seeds (default: the suite's)")
-    ap.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+    ap.add_argument("--profile", help="profile name or YAML path (default: the suite's profile, else default)")
     ap.add_argument("--out", help="output folder (default: $FTDOJO_HOME/results/SUITE__PROFILE)")
     ap.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a new local cluster)")
     ap.add_argument("--num-cpus", type=int, help="CPUs of the local cluster (default: all)")
@@ -58,13 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunSpec], str]:
     """Validate everything the bench needs before any compute is spent."""
-    profile = config.load_profile(args.profile, args.overrides)
     if args.suite in all_tasks():
         suite = config.SuiteConfig(name=args.suite, tasks=[args.suite], agents=["zero-shot", "naive-sft"])
     elif args.suite in config.list_configs("suites") or args.suite.endswith((".yaml", ".yml")):
         suite = config.load_suite(args.suite)
     else:
         raise UnknownName("suite or task", args.suite, config.list_configs("suites") + list(all_tasks()))
+    profile = config.load_profile(args.profile or suite.profile, args.overrides)
     for t in suite.tasks:
         get_task(t)
     agent_names = args.agents.split(",") if args.agents else suite.agents

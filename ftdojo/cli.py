@@ -23,9 +23,12 @@ from ftdojo.tasking import domains, get_domain, get_task
 
 def tasks_ls() -> None:
     print(f"{'task':<16} {'domain':<10} {'metric':<8} {'dev':>4} {'test':>5}  description")
+    n = 0
     for d in domains().values():
         for t in d.tasks:
+            n += 1
             print(f"{t.id:<16} {d.name:<10} {t.metric:<8} {t.dev_size:>4} {t.test_size:>5}  {t.description}")
+    print(f"{n} tasks in {len(domains())} domains; `ftdojo tasks show TASK` for one task and its raw sources")
 
 
 def tasks_show(task_id: str) -> None:
@@ -36,9 +39,15 @@ def tasks_show(task_id: str) -> None:
     print(f"  answer format: {t.answer_format}")
     print(f"  metric:        {t.metric} ({t.direction}), categories: {', '.join(t.categories)}")
     print(f"  splits:        dev {t.dev_size} (visible), test {t.test_size} (sealed)")
-    print("  raw sources (shared by the domain):")
+    print(f"  domain:        {d.description}")
+    print("  raw sources (shared by the domain; the card's suggested mapping for this task, if any):")
     for s in d.sources:
-        print(f"    {s.name:<18} {s.format:<8} fields: {', '.join(s.fields)}")
+        hint = s.suggestion(t.id)
+        print(f"    {s.name:<22} {s.format:<8} fields: {', '.join(s.fields)}")
+        print(f"      {s.readme}")
+        if hint.prompt and hint.answer:
+            print(f"      suggested: input {hint.prompt!r} -> answer {hint.answer!r}"
+                  + (f", reasoning {hint.rationale!r}" if hint.rationale else ""))
 
 
 def trace(path: Path) -> None:

@@ -100,6 +100,8 @@ class SuiteConfig(Schema):
     """Agent names."""
     seeds: list[int] = [0]
     """Seeds; each task x agent runs once per seed."""
+    profile: str = "default"
+    """Profile the suite runs under unless --profile says otherwise."""
 
 
 def _names(kind: str) -> list[str]:

@@ -66,6 +66,7 @@ class DojoEnv:
     def _source_info(self, name: str) -> SourceInfo:
         spec = self._domain.source(name)
         rows = self.read_source(name)
+        hint = spec.suggestion(self._task.id)
         return SourceInfo(
             name=spec.name,
             format=spec.format,
@@ -73,9 +74,9 @@ class DojoEnv:
             rows=len(rows),
             readme=(self._raw / f"{name}.md").read_text(),
             samples=rows[:N_SAMPLES],
-            suggested_prompt=spec.suggested_prompt,
-            suggested_answer=spec.suggested_answer,
-            suggested_rationale=spec.suggested_rationale,
+            suggested_prompt=hint.prompt,
+            suggested_answer=hint.answer,
+            suggested_rationale=hint.rationale,
         )
 
     def read_source(self, name: str, limit: int | None = None) -> list[Row]:
@@ -167,10 +168,17 @@ class Referee:
                 return bad(f"adapter was trained on {trained_on!r}, not on {base_model!r}", digest)
         return Provenance(ok=True, base_model=base_model, checkpoint_sha256=digest)
 
-    def leak_check(self, training_inputs: list[str]) -> dict[str, float]:
-        """Share of training inputs that overlap dev and test items."""
-        test_inputs = [i["input"] for i in repository.read_items(self._path)]
-        return {
+    def leak_check(self, training_inputs: list[str], sources: list[str] | None = None) -> dict[str, float]:
+        """Share of training inputs that overlap dev and test items; with ``sources`` (one name per
+        input) also each source's own share overlapping test, as ``test[<source>]``, so that a small
+        leaky source mixed into a large clean set is still caught."""
+        test_index = overlap.OverlapIndex([i["input"] for i in repository.read_items(self._path)])
+        hits = [test_index.contaminated(t, self._leak_threshold) for t in training_inputs]
+        out = {
             "dev": overlap.contamination_rate(training_inputs, overlap.OverlapIndex(self._dev_inputs), self._leak_threshold),
-            "test": overlap.contamination_rate(training_inputs, overlap.OverlapIndex(test_inputs), self._leak_threshold),
+            "test": sum(hits) / len(hits) if hits else 0.0,
         }
+        for name in sorted(set(sources or ())):
+            mine = [h for h, s in zip(hits, sources, strict=True) if s == name]
+            out[f"test[{name}]"] = sum(mine) / len(mine)
+        return out

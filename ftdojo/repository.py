@@ -10,8 +10,10 @@ Layout under ``FTDOJO_HOME``::
 The fingerprint hashes the domain module's source, so a generator change
 yields a new folder instead of silently mixing versions. Test items are drawn
 first, dev items are disjoint from them, and every source skips the inputs of
-all dev and test items and their near-copies (the referee's n-gram rule) (a leak trap, when a domain has one, is the only
-deliberate exception). Files are written atomically under a lock, so
+all dev and test items and their near-copies (the referee's n-gram rule); a
+leak-trap source (``role="leak"``) is the one deliberate exception: it is
+built from the test items so that the referee's overlap check has something
+to catch. Files are written atomically under a lock, so
 concurrent runs on one machine materialise once.
 """
 
@@ -35,7 +37,8 @@ from ftdojo.tasking import Domain, Item, Row, TaskSpec
 def fingerprint(domain: Domain) -> str:
     """Hash of what defines the domain's bytes: its module's source, or its YAML and data files."""
     if domain.origin in sys.modules:
-        return paths.sha256_json([inspect.getsource(sys.modules[domain.origin]), domain.seed])[:12]
+        sources = [inspect.getsource(sys.modules[m]) for m in (domain.origin, *domain.depends)]
+        return paths.sha256_json([*sources, domain.seed])[:12]
     files = [domain.origin] + [t.items_file for t in domain.tasks if t.items_file]
     files += [str(s.build.args[0]) for s in domain.sources if hasattr(s.build, "args")]
     return paths.sha256_json([paths.sha256_file(Path(f)) for f in files] + [domain.seed])[:12]
@@ -58,6 +61,8 @@ class Reserved:
 
     def __init__(self) -> None:
         self.inputs: list[str] = []
+        self.test_items: list[Item] = []
+        """The domain's sealed test items (with ``task``): only a leak-trap builder reads them."""
         self._index = overlap.OverlapIndex([])
 
     def add(self, inputs: list[str]) -> None:
@@ -114,6 +119,7 @@ def _write_all(domain: Domain, root: Path) -> None:
             reserved.add([i["input"] for i in test])
             dev = draw_items(task, task.dev_size, random.Random(f"{task.id}:{task.seed}:dev"), reserved)
         reserved.add([i["input"] for i in test + dev])
+        reserved.test_items += [{**i, "task": task.id} for i in test]
         sealed = sealed_path(task, domain)
         sealed.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(sealed.parent, 0o700)

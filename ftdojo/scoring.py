@@ -50,7 +50,25 @@ def numeric(pred: str, gold: str, tolerance: float = 1e-6) -> float:
     return float(abs(p - g) <= tolerance * max(1.0, abs(g)))
 
 
-METRICS: dict[str, Callable[[str, str, float], float]] = {"exact": exact, "numeric": numeric}
+def choice(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Choice accuracy: the chosen option (letter or label), case-insensitive, ignoring brackets."""
+    def key(v: str) -> str:
+        return normalize(v).strip("()[] ").lower()
+
+    return float(key(pred) == key(gold))
+
+
+def f1(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Token F1 between the extracted answer and the gold answer (partial credit for names)."""
+    p, g = normalize(pred).lower().split(), normalize(gold).lower().split()
+    common = sum(min(p.count(w), g.count(w)) for w in set(p))
+    if not p or not g or not common:
+        return float(p == g)
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+METRICS: dict[str, Callable[[str, str, float], float]] = {"exact": exact, "numeric": numeric, "choice": choice, "f1": f1}
 
 
 def metric(name: str) -> Callable[[str, str, float], float]:

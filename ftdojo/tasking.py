@@ -42,6 +42,25 @@ class SourceSpec:
     suggested_prompt: str | None = None
     suggested_answer: str | None = None
     suggested_rationale: str | None = None
+    per_task: dict[str, Suggestion] | None = None
+    """Task id -> the mapping the card suggests for that task; a task missing here gets none.
+    None: the three ``suggested_*`` fields hold for every task of the domain."""
+    role: Literal["clean", "traces", "noisy", "irrelevant", "leak", "other"] = "other"
+    """What the source is *for the suite's authors and tests*; never shown to agents."""
+
+    def suggestion(self, task_id: str) -> Suggestion:
+        if self.per_task is None:
+            return Suggestion(self.suggested_prompt, self.suggested_answer, self.suggested_rationale)
+        return self.per_task.get(task_id, Suggestion())
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """How a dataset card suggests mapping a source's fields into one task's format."""
+
+    prompt: str | None = None
+    answer: str | None = None
+    rationale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,8 @@ class Domain:
     """Where the domain was defined: a module name or a YAML path (part of its fingerprint)."""
     verifier: Callable[[str, str], bool | None] | None = None
     """Checks (input, answer) by computation: True / False, or None when it cannot tell."""
+    depends: tuple[str, ...] = ()
+    """Further modules whose source defines the domain's bytes (shared helpers)."""
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:

@@ -1,11 +1,12 @@
 """Math domain: arithmetic word problems and linear equations.
 
 Every answer is computed, and every equation's solution is re-derived with
-sympy before it is emitted. The shared raw repository holds four sources:
+sympy before it is emitted. The shared raw repository holds six sources:
 a clean Q/A set whose answers are bare numbers (the task wants
 ``Answer: N``), an equation drill table in CSV, worked solutions with
-reasoning traces (Parquet), and a homework-forum dump whose accepted replies
-are wrong at a fixed rate.
+reasoning traces (Parquet), a homework-forum dump whose accepted replies
+are wrong at a fixed rate, periodic-table facts (irrelevant), and a quiz
+crawl that holds near-copies of test items (the leak trap).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from collections.abc import Container
 
 from ftdojo.tasking import Domain, Item, Row, SourceSpec, TaskSpec
+from tasks import _kit
 
 NAMES = ["Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena", "Milo", "Nia"]
 THINGS = ["apples", "marbles", "stickers", "pencils", "cookies", "stamps", "shells", "coins", "cards", "books"]
@@ -206,6 +208,7 @@ SOURCES = (
         "Fields: question (text), answer (integer), topic (problem type). Collected from worksheets.",
         fields={"question": "word problem", "answer": "integer answer", "topic": "problem type"},
         build=_gradeschool,
+        role="clean",
         suggested_prompt="{question}",
         suggested_answer="{answer}",
     ),
@@ -216,6 +219,7 @@ SOURCES = (
         "Columns: equation, solution (integer), form (equation shape).",
         fields={"equation": "equation in x", "solution": "value of x", "form": "equation shape"},
         build=_drills,
+        role="clean",
         suggested_prompt="Solve for x: {equation}",
         suggested_answer="{solution}",
     ),
@@ -226,6 +230,7 @@ SOURCES = (
         "Fields: problem, solution (worked steps ending in the answer), final (integer).",
         fields={"problem": "exercise text", "solution": "worked steps", "final": "final answer"},
         build=_worked,
+        role="traces",
         suggested_prompt="{problem}",
         suggested_answer="{final}",
         suggested_rationale="{solution}",
@@ -237,10 +242,22 @@ SOURCES = (
         "Fields: post (raw post), question (extracted question), accepted_reply, votes.",
         fields={"post": "raw post", "question": "question text", "accepted_reply": "accepted answer", "votes": "votes"},
         build=_forum,
+        role="noisy",
         suggested_prompt="{question}",
         suggested_answer="{accepted_reply}",
     ),
 )
+
+def _filler(r: random.Random):
+    if r.random() < 0.5:
+        q, a, _, _ = word_problem(r)
+    else:
+        eq, a, _, _ = equation(r)
+        q = f"Solve for x: {eq}"
+    return {"question": q, "answer": str(a)}, q
+
+
+SOURCES += (_kit.element_facts(), _kit.leak_trap("math_quiz_crawl", "math", _filler))
 
 INT_PATTERN = r"Answer:\s*(-?\d+)"
 
@@ -249,6 +266,7 @@ DOMAIN = Domain(
     description="Grade-school arithmetic and linear algebra with computed answers.",
     sources=SOURCES,
     origin=__name__,
+    depends=("tasks._kit",),
     verifier=verify,
     tasks=(
         TaskSpec(
@@ -262,6 +280,8 @@ DOMAIN = Domain(
             metric="numeric",
             categories=("two-step", "three-step", "multiply"),
             generate=arith_item,
+            dev_size=60,
+            test_size=120,
             max_new_tokens=48,
             seed=11,
         ),
@@ -276,6 +296,8 @@ DOMAIN = Domain(
             metric="numeric",
             categories=("ax+b=c", "a(x+b)=c", "ax+b=cx+d"),
             generate=linear_item,
+            dev_size=60,
+            test_size=120,
             max_new_tokens=48,
             seed=12,
         ),
