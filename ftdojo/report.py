@@ -173,7 +173,39 @@ def summarize(records: list[RunRecord]) -> dict[str, Any]:
             for r in records if not headline(r)
         ],
         "curves": {t: dict(v) for t, v in curves.items()},
+        "calibration": calibration(means, direction),
     }
+
+
+LEARNABLE_GAIN = 0.10
+"""A task is learnable when the best agent's mean test score beats zero-shot's by this much."""
+BASELINES = ("zero-shot", "naive-sft")
+
+
+def calibration(means: dict[str, dict[str, float]], direction: dict[str, str]) -> dict[str, Any] | None:
+    """Per task: zero-shot, naive-sft and the best curated agent (any other); whether the task is
+    learnable (best agent >= zero-shot + 10 points) and whether curation matters (best curated
+    agent above naive-sft). None unless zero-shot ran."""
+    rows = []
+    for task in sorted(means):
+        m, sign = means[task], (1.0 if direction[task] == "max" else -1.0)
+        if "zero-shot" not in m:
+            continue
+        best = max(m, key=lambda a: sign * m[a])
+        curated = [a for a in m if a not in BASELINES]
+        top = max(curated, key=lambda a: sign * m[a]) if curated else None
+        naive = m.get("naive-sft")
+        rows.append({
+            "task": task, "zero_shot": m["zero-shot"], "naive_sft": naive, "curated_agent": top,
+            "curated": m[top] if top else None, "best_agent": best, "gain": sign * (m[best] - m["zero-shot"]),
+            "learnable": sign * (m[best] - m["zero-shot"]) >= LEARNABLE_GAIN - 1e-9,
+            "curation_matters": None if top is None or naive is None else sign * (m[top] - naive) > 0,
+        })
+    if not rows:
+        return None
+    judged = [r for r in rows if r["curation_matters"] is not None]
+    return {"rows": rows, "learnable": sum(r["learnable"] for r in rows), "curation_matters": sum(r["curation_matters"] for r in judged),
+            "tasks": len(rows), "judged": len(judged)}
 
 
 # --- Markdown -----------------------------------------------------------------------------
@@ -234,6 +266,19 @@ def markdown(s: dict[str, Any], wall_s: float | None = None) -> str:
             f"{e['failfast_saved_s']:.0f} s | {e['train_steps']:.0f} | {e['dev_evals']:.1f} | {e['wall_s']:.0f} s | "
             f"{e['llm_tokens']:.0f} | ${e['llm_cost_usd']:.2f} |"
         )
+    cal = s.get("calibration")
+    if cal:
+        lines += ["", f"Calibration: **{cal['learnable']} of {cal['tasks']} tasks learnable** (the best agent at least "
+                  f"{100 * LEARNABLE_GAIN:.0f} points above zero-shot)"
+                  + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft)"
+                     if cal["judged"] else "") + ". Mean test score (%):", "",
+                  "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in cal["rows"]:
+            cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
+            matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
+            lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {100 * r['gain']:+.1f} | "
+                         f"{'yes' if r['learnable'] else 'no'} | {matters} |")
     if s["flagged"]:
         lines += ["", "Runs kept out of the statistics:", ""]
         lines += [f"- {f['task']} / {f['agent']} / seed {f['seed']}: {f['why']}" for f in s["flagged"]]

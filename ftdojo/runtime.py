@@ -66,11 +66,19 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     return dict(ray.cluster_resources())
 
 
+FORWARDED_ENV = ("FTDOJO_HOME", "FTDOJO_TASKS", "FTDOJO_MODELS")
+"""Driver settings a run's actors must share wherever they start: the data home, the user's task
+folders (a task added from the user's own files) and the model cache."""
+
+
 def start_run(cls: type, *args: Any, num_cpus: float, num_gpus: float) -> Any:
-    """A run's supervisor as a Ray actor holding the run's declared resources."""
+    """A run's supervisor as a Ray actor holding the run's declared resources; it and the peers it
+    spawns see the driver's ``FORWARDED_ENV`` even on a cluster started elsewhere."""
     import ray
 
-    return ray.remote(cls).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_concurrency=8).remote(*args)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    opts: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+    return ray.remote(cls).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_concurrency=8, **opts).remote(*args)
 
 
 class Spawner:

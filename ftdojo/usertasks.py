@@ -80,7 +80,7 @@ class TaskFile(BaseModel):
     """Renders a gold answer in the required format."""
     answer_pattern: str = r"(?s)(.+)"
     """Regex whose first group is the extracted answer."""
-    metric: Literal["exact", "numeric"] = "exact"
+    metric: Literal["exact", "numeric", "choice", "f1"] = "exact"
     """How extracted answers are compared with gold ones."""
     tolerance: float = 1e-6
     """Relative tolerance for the numeric metric."""

@@ -37,7 +37,7 @@ def series() -> dict[str, list[tuple[str, str]]]:
 
 def _window(rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
     symbol = rng.choice(SYMBOLS)
-    length = rng.randint(4, 6)
+    length = rng.randint(3, 5)
     closes = series()[symbol]
     start = rng.randrange(len(closes) - length + 1)
     return symbol, closes[start : start + length]
@@ -152,7 +152,7 @@ SOURCES = (
     SourceSpec(
         name="price_windows",
         format="csv",
-        readme="Windows of 4-6 consecutive monthly closes of large US tech stocks (2000-2010), with summary "
+        readme="Windows of 3-5 consecutive monthly closes of large US tech stocks (2000-2010), with summary "
         "columns. Columns: symbol, months, closes (';'-separated, USD), change (rise/fall/flat, last vs first), "
         "max_month, min_month.",
         fields={"symbol": "ticker", "months": "months of the window", "closes": "closing prices", "change": "last vs first",

@@ -1,4 +1,4 @@
-"""Table QA domain: questions over five-row snippets of real tables that
+"""Table QA domain: questions over four-row snippets of real tables that
 ``vega_datasets`` bundles (cars, Seattle weather, the barley trials).
 
 Tasks: look up a cell; name the row with the highest or lowest value of a
@@ -20,7 +20,7 @@ from functools import cache
 from ftdojo.tasking import Domain, Item, Row, SourceSpec, Suggestion, TaskSpec
 from tasks import _kit
 
-N_ROWS = 5
+N_ROWS = 4
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,7 @@ def parse(text: str) -> tuple[list[str], list[dict[str, str]]]:
 def _snippet(rng: random.Random) -> tuple[Table, list[str], list[dict[str, str]]]:
     spec = rng.choice(TABLES)
     rows = rng.sample(rows_of(spec.name), N_ROWS)
-    numbers = list(spec.numbers) if len(spec.numbers) == 1 else sorted(rng.sample(spec.numbers, 2), key=spec.numbers.index)
-    return spec, [spec.key, *numbers, spec.label], rows
+    return spec, [spec.key, rng.choice(spec.numbers), spec.label], rows
 
 
 def _prompt(cols: list[str], rows: list[dict[str, str]], question: str) -> str:
@@ -140,7 +139,7 @@ def count_q(rng: random.Random):
         q = f"How many rows have {col} greater than {_fmt(threshold)}?"
         cat = "greater"
         shown = [r[col] for r in rows]
-    why = f"Checking each row: {', '.join(shown)}; {len(hits)} match."
+    why = f"Values: {', '.join(shown)}; {len(hits)} of them match."
     return spec, cols, rows, q, str(len(hits)), cat, why
 
 

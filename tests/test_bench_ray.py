@@ -22,7 +22,7 @@ def test_bench_runs_one_math_task_end_to_end_and_resumes(ray_cluster, tmp_path, 
     assert sft.experiments[0].status == "ok" and sft.experiments[0].train.steps == 10
     losses = sft.experiments[0].train.losses
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3])
-    assert sft.test is not None and sft.test.n == 200 and len(sft.test_sha256) == 64
+    assert sft.test is not None and sft.test.n == 120 and len(sft.test_sha256) == 64
     assert not sft.fallback_to_base and sft.final.checkpoint
     table = (out / "results.md").read_text()
     assert "| math-linear |" in table and "zero-shot" in table and "naive-sft" in table
@@ -137,3 +137,51 @@ def test_sigkilled_driver_resumes_without_redoing_finished_runs(math_domain, tmp
     full = subprocess.run(_bench_cmd(reference, "0"), env=env, capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr[-2000:]
     assert _score_table(killed) == _score_table(reference)
+
+
+USER_SPEC = """\
+id: upper-words
+description: Write a lower-case word in capitals.
+instruction: "Reply as 'Answer: <WORD>'."
+answer_format: "A line 'Answer: <WORD>'."
+answer_template: "Answer: {answer}"
+answer_pattern: "Answer:\\\\s*([A-Z]+)"
+metric: exact
+items: upper_eval.jsonl
+dev_size: 10
+test_size: 20
+sources:
+  - name: upper_pairs
+    file: upper_train.jsonl
+    readme: Words and their capitalised form.
+    suggested_prompt: "Capitalise: {word}"
+    suggested_answer: "{upper}"
+"""
+
+
+def test_a_task_from_the_users_own_jsonl_runs_through_the_bench(ray_cluster, tmp_path, monkeypatch) -> None:
+    """README, 'Add your own task': a YAML spec next to JSONL files, on FTDOJO_TASKS; no code change."""
+    import random
+
+    from ftdojo import tasking
+
+    rng = random.Random(1)
+    words = list(dict.fromkeys("".join(rng.choice("abcdefghij") for _ in range(5)) for _ in range(300)))
+    folder = tmp_path / "my-tasks"
+    folder.mkdir()
+    (folder / "upper.yaml").write_text(USER_SPEC)
+    (folder / "upper_eval.jsonl").write_text("".join(json.dumps({"input": f"Capitalise: {w}", "answer": w.upper()}) + "\n" for w in words[:30]))
+    (folder / "upper_train.jsonl").write_text("".join(json.dumps({"word": w, "upper": w.upper()}) + "\n" for w in words[30:]))
+    monkeypatch.setenv("FTDOJO_TASKS", str(folder))
+    tasking.reload()
+    try:
+        out = tmp_path / "bench"
+        assert bench.main(["upper-words", "--profile", "tiny", "--out", str(out), "train.steps=6"]) == 0
+        records = [RunRecord.model_validate_json(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+        assert {(r.key.task, r.key.agent, r.status) for r in records} == {("upper-words", "zero-shot", "ok"), ("upper-words", "naive-sft", "ok")}
+        sft = next(r for r in records if r.key.agent == "naive-sft")
+        assert sft.test.n == 20 and sft.experiments[0].curated.per_source == {"upper_pairs": len(words) - 30}
+        assert "| upper-words |" in (out / "results.md").read_text()
+    finally:
+        monkeypatch.delenv("FTDOJO_TASKS")
+        tasking.reload()

@@ -59,7 +59,7 @@ def test_dev_evaluations_and_train_steps_are_charged(env, tiny_model) -> None:
 def test_referee_scores_test_and_hashes_it(math_domain, tiny_model) -> None:
     ref = Referee("math-arith", eval_batch_size=64)
     report = ref.finalize(Candidate(base_model=tiny_model))
-    assert report.split == "test" and report.n == 200
+    assert report.split == "test" and report.n == 120
     assert len(ref.test_sha256()) == 64
 
 

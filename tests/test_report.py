@@ -131,3 +131,24 @@ def test_report_counts_the_newest_record_of_a_run_and_a_bench_only_its_own(tmp_p
     assert row["test"] == [0.9]
     (row,) = report.summarize(report.load_records(tmp_path, {old.key.slug}))["rows"]
     assert row["test"] == [0.1]
+
+
+def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_matters() -> None:
+    recs = []
+    for seed in (0, 1, 2):  # t-easy: zero-shot 0, naive 0.3, ft 0.6; t-flat: 0.40 / 0.45 / 0.48; t-naive: 0 / 0.5 / 0.4
+        recs += [_rec("t-easy", "zero-shot", seed, 0.0, [0]), _rec("t-easy", "naive-sft", seed, 0.3, [0]),
+                 _rec("t-easy", "ft-agent", seed, 0.6, [1]), _rec("t-flat", "zero-shot", seed, 0.40, [0]),
+                 _rec("t-flat", "naive-sft", seed, 0.45, [0]), _rec("t-flat", "ft-agent", seed, 0.48, [0]),
+                 _rec("t-naive", "zero-shot", seed, 0.0, [0]), _rec("t-naive", "naive-sft", seed, 0.5, [1]),
+                 _rec("t-naive", "ft-agent", seed, 0.4, [1])]
+    recs.append(_rec("t-easy", "ft-agent", 3, 0.99, [1], leak={"test": 0.3}, leak_flagged=True))  # flagged: not counted
+    cal = report.summarize(recs)["calibration"]
+    by = {r["task"]: r for r in cal["rows"]}
+    assert by["t-easy"]["gain"] == pytest.approx(0.6) and by["t-easy"]["learnable"] and by["t-easy"]["curation_matters"]
+    assert by["t-flat"]["gain"] == pytest.approx(0.08) and not by["t-flat"]["learnable"] and by["t-flat"]["curation_matters"]
+    assert by["t-naive"]["best_agent"] == "naive-sft" and by["t-naive"]["learnable"] and not by["t-naive"]["curation_matters"]
+    assert (cal["learnable"], cal["curation_matters"], cal["tasks"], cal["judged"]) == (2, 2, 3, 3)
+    md = report.markdown(report.summarize(recs))
+    assert "**2 of 3 tasks learnable**" in md and "curation matters on 2 of 3" in md
+    assert "| t-flat | 40.0 | 45.0 | 48.0 (ft-agent) | +8.0 | no | yes |" in md
+    assert report.summarize([_rec("t", "a", 0, 0.5, [1])])["calibration"] is None  # no zero-shot: no calibration
