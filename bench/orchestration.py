@@ -8,7 +8,7 @@ that wait is orchestration: actor start-up, scheduling, the driver's
 ``ray.wait`` loop, record writing and the report.
 
     .venv/bin/python bench/orchestration.py --runs 1000 --duration 10 --slots 40
-    .venv/bin/python bench/orchestration.py share ~/.cache/ftdojo/results/all__default
+    .venv/bin/python bench/orchestration.py share ~/.cache/ftdojo/results/all__calibration
 
 Reports, with the machine described:
 

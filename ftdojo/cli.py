@@ -5,8 +5,8 @@ Examples::
     ftdojo tasks ls
     ftdojo tasks show math-linear
     ftdojo bench all --seeds 0,1          # same as python -m ftdojo.bench
-    ftdojo report ~/.cache/ftdojo/results/all__default
-    ftdojo trace ~/.cache/ftdojo/results/all__default/runs/<run>.json
+    ftdojo report ~/.cache/ftdojo/results/all__calibration
+    ftdojo trace ~/.cache/ftdojo/results/all__calibration/runs/<run>.json
 """
 
 from __future__ import annotations

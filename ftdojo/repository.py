@@ -39,7 +39,7 @@ def fingerprint(domain: Domain) -> str:
     if domain.origin in sys.modules:
         sources = [inspect.getsource(sys.modules[m]) for m in (domain.origin, *domain.depends)]
         return paths.sha256_json([*sources, domain.seed])[:12]
-    files = [domain.origin] + [t.items_file for t in domain.tasks if t.items_file]
+    files = domain.origin.split(os.pathsep) + [t.items_file for t in domain.tasks if t.items_file]
     files += [str(s.build.args[0]) for s in domain.sources if hasattr(s.build, "args")]
     return paths.sha256_json([paths.sha256_file(Path(f)) for f in files] + [domain.seed])[:12]
 

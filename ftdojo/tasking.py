@@ -14,6 +14,7 @@ import importlib
 import os
 import pkgutil
 import random
+import sys
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from functools import cache
@@ -134,9 +135,9 @@ def domains() -> dict[str, Domain]:
     for folder in folders:
         for path in sorted(folder.glob("*.yaml")):
             dom = usertasks.load(path)
-            if dom.name in found:
-                raise UserError(f"{path}: domain {dom.name!r} is already defined by {found[dom.name].origin}")
-            found[dom.name] = dom
+            if dom.name in found and found[dom.name].origin in sys.modules:
+                raise UserError(f"{path}: domain {dom.name!r} is a built-in domain ({found[dom.name].origin}); name another")
+            found[dom.name] = usertasks.merge(found[dom.name], dom) if dom.name in found else dom
     return found
 
 

@@ -32,7 +32,9 @@ Put it in ``tasks/`` or in a folder on ``FTDOJO_TASKS`` and it appears in
 from __future__ import annotations
 
 import json
+import os
 import re
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from ftdojo.config import read_yaml, validate
 from ftdojo.errors import ConfigError
-from ftdojo.tasking import Domain, Row, SourceSpec, TaskSpec
+from ftdojo.tasking import Domain, Row, SourceSpec, Suggestion, TaskSpec
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
@@ -69,7 +71,9 @@ class TaskFile(BaseModel):
     id: str
     """Task id (letters, digits, '-')."""
     domain: str | None = None
-    """Domain name (default: the task id)."""
+    """Domain name (default: the task id); spec files naming one domain share their sources."""
+    domain_description: str | None = None
+    """One line about the domain (default: the task's description)."""
     description: str
     """What the model must do."""
     instruction: str
@@ -176,8 +180,8 @@ def load(path: Path) -> Domain:
         sources.append(
             SourceSpec(
                 name=s.name, format=fmt, readme=s.readme or f"User source {s.name}.", fields=fields,  # type: ignore[arg-type]
-                build=partial(_file_rows, f, fmt), suggested_prompt=s.suggested_prompt,
-                suggested_answer=s.suggested_answer, suggested_rationale=s.suggested_rationale,
+                build=partial(_file_rows, f, fmt),
+                per_task={spec.id: Suggestion(s.suggested_prompt, s.suggested_answer, s.suggested_rationale)},
             )
         )
     task = TaskSpec(
@@ -187,5 +191,25 @@ def load(path: Path) -> Domain:
         test_size=spec.test_size, tolerance=spec.tolerance, max_new_tokens=spec.max_new_tokens, seed=spec.seed,
     )
     return Domain(
-        name=task.domain, description=spec.description, sources=tuple(sources), tasks=(task,), origin=str(path)
+        name=task.domain, description=spec.domain_description or spec.description, sources=tuple(sources), tasks=(task,),
+        origin=str(path),
     )
+
+
+def merge(a: Domain, b: Domain) -> Domain:
+    """Two spec files naming one ``domain``: its tasks share every source either lists. A source
+    listed by both must be the same file; each task keeps the mapping its own spec suggests."""
+    by_name = {s.name: s for s in a.sources}
+    for s in b.sources:
+        mine = by_name.get(s.name)
+        if mine is None:
+            by_name[s.name] = s
+            continue
+        if mine.build.args[0] != s.build.args[0]:  # type: ignore[attr-defined]
+            raise ConfigError(b.origin, "sources", f"source {s.name!r} of domain {a.name!r} is already "
+                              f"{mine.build.args[0]} in {a.origin.split(os.pathsep)[0]}; use another name or the same file")  # type: ignore[attr-defined]
+        by_name[s.name] = replace(mine, per_task={**(mine.per_task or {}), **(s.per_task or {})})
+    clash = {t.id for t in a.tasks} & {t.id for t in b.tasks}
+    if clash:
+        raise ConfigError(b.origin, "id", f"task {sorted(clash)[0]!r} is already defined in {a.origin.split(os.pathsep)[0]}")
+    return replace(a, sources=tuple(by_name.values()), tasks=a.tasks + b.tasks, origin=a.origin + os.pathsep + b.origin)

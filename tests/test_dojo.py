@@ -27,10 +27,14 @@ def _test_inputs(math_domain) -> set[str]:
 def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) -> None:
     test_inputs = _test_inputs(math_domain)
     outputs = [env.describe(), env.read_dev(), env.evaluate(Candidate(base_model=tiny_model)), env.usage()]
-    outputs += [env.read_source(s.name) for s in math_domain.sources]
+    outputs += [env.read_source(s.name) for s in math_domain.sources if s.role != "leak"]
     blob = json.dumps(to_jsonable_python(outputs), default=str)
-    leaked = [t for t in test_inputs if t in blob]
+    # the leak trap is agent-readable by design (its rows are near-copies of test items, and the card
+    # shows a few); a run that trains on it is flagged. Nothing else may carry a test item.
+    trap = json.dumps([env.read_source(s.name) for s in math_domain.sources if s.role == "leak"])
+    leaked = [t for t in test_inputs if t in blob and t not in trap]
     assert not leaked, leaked[:3]
+    assert any(t in trap for t in test_inputs)
     # structurally: the env holds no path to the sealed folder
     sealed_root = str(repository.sealed_path(math_domain.tasks[0], math_domain).parents[2])
     assert sealed_root not in json.dumps({k: str(v) for k, v in vars(env).items()})

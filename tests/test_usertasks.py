@@ -110,3 +110,31 @@ def test_malformed_items_line_is_named(user_task) -> None:
     tasking.reload()
     with pytest.raises(ConfigError, match=r"eval.jsonl: line 5: missing \['answer'\]"):
         tasking.get_task("reverse-words")
+
+
+def test_spec_files_naming_one_domain_share_its_sources(tmp_path, monkeypatch) -> None:
+    rows = [{"word": w, "rev": w[::-1], "up": w.upper()} for w in ("alpha", "beta", "gamma", "delta", "omega", "sigma")]
+    (tmp_path / "words.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "rev.jsonl").write_text("".join(json.dumps({"input": f"Reverse: {r['word']}x", "answer": r["rev"]}) + "\n" for r in rows))
+    (tmp_path / "up.jsonl").write_text("".join(json.dumps({"input": f"Upper: {r['word']}y", "answer": r["up"]}) + "\n" for r in rows))
+    common = "instruction: x\nanswer_format: x\ndomain: words\ndev_size: 2\ntest_size: 3\n"
+    (tmp_path / "a.yaml").write_text(common + "id: rev\ndescription: Reverse.\nitems: rev.jsonl\nsources:\n"
+                                     "  - {name: words, file: words.jsonl, suggested_prompt: 'Reverse: {word}', suggested_answer: '{rev}'}\n")
+    (tmp_path / "b.yaml").write_text(common + "id: up\ndescription: Upper.\nitems: up.jsonl\nsources:\n"
+                                     "  - {name: words, file: words.jsonl, suggested_prompt: 'Upper: {word}', suggested_answer: '{up}'}\n"
+                                     "  - {name: more, file: rev.jsonl}\n")
+    monkeypatch.setenv("FTDOJO_TASKS", str(tmp_path))
+    tasking.reload()
+    try:
+        d = tasking.get_domain("words")
+        assert [t.id for t in d.tasks] == ["rev", "up"] and [s.name for s in d.sources] == ["words", "more"]
+        rev, up = (DojoEnv(t, "tiny-random", Budget()).describe() for t in ("rev", "up"))
+        assert [(s.name, s.suggested_answer) for s in rev.sources] == [("words", "{rev}"), ("more", None)]
+        assert [(s.name, s.suggested_answer) for s in up.sources] == [("words", "{up}"), ("more", None)]
+        (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace("file: words.jsonl", "file: up.jsonl"))
+        tasking.reload()
+        with pytest.raises(ConfigError, match=r"b.yaml: sources: source 'words' of domain 'words' is already .*words.jsonl in .*a.yaml"):
+            tasking.get_domain("words")
+    finally:
+        monkeypatch.delenv("FTDOJO_TASKS")
+        tasking.reload()
