@@ -57,7 +57,8 @@ def wrong_choice(rng: random.Random, right: str, options: list[str]) -> str:
 
 
 def wrong_integer(rng: random.Random, right: int, floor: int = 0) -> int:
-    return max(floor, right + rng.choice([-2, -1, 1, 2, 3])) if right + 1 > floor else right + 1
+    """A plausible wrong count: near the right one, never below ``floor``, never equal to it."""
+    return rng.choice([right + d for d in (-2, -1, 1, 2, 3) if right + d >= floor])
 
 
 # --- the leak trap ----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _seq(rng: random.Random, n: int) -> str:
 
 
 def translate_q(rng: random.Random):
-    n = rng.randint(3, 5)
+    n = rng.randint(2, 4)
     table = codons()
     cods = [rng.choice(list(table)) for _ in range(n)]
     seq = "".join(cods)
@@ -222,13 +222,13 @@ DOMAIN = Domain(
         TaskSpec(
             id="bio-translate",
             domain="biology",
-            description="Translate a short DNA coding sequence (3-5 codons) into its protein.",
+            description="Translate a short DNA coding sequence (2-4 codons) into its protein.",
             instruction="Reply with the protein as 'Answer: <one-letter codes>'.",
             answer_format="A line 'Answer: <protein>' in one-letter codes, e.g. 'Answer: MKV'.",
             answer_template="Answer: {answer}",
             answer_pattern=r"Answer:\s*([A-Z*]+)",
             metric="exact",
-            categories=("3 codons", "4 codons", "5 codons"),
+            categories=("2 codons", "3 codons", "4 codons"),
             generate=_item("bio-translate"),
             dev_size=60, test_size=120, max_new_tokens=80, seed=51,
         ),

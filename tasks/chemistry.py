@@ -157,7 +157,7 @@ def group_q(rng: random.Random) -> tuple[str, str, str, str]:
     letter = LETTERS[options.index(group)]
     q = (f"Which functional group does the molecule with SMILES {smiles} contain? "
          + " ".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(options)))
-    why = f"{smiles} has {MOTIFS[group]}, which makes it a {group}; none of the other options appear, so {letter}."
+    why = f"{smiles} has {MOTIFS[group]}, which makes it {'an' if group[0] in 'aeiou' else 'a'} {group}; none of the other options appear, so {letter}."
     return q, letter, group, why
 
 
