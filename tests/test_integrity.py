@@ -91,3 +91,24 @@ def test_a_sandbox_violation_fails_one_iteration_and_the_run_goes_on(math_domain
     first, second = rec.experiments
     assert first.status == "failed" and first.error.startswith("sandbox ") and first.train is None
     assert second.status == "ok" and rec.status == "ok" and rec.provenance.ok
+
+
+def test_a_run_that_trains_on_a_little_of_the_leak_trap_is_flagged_and_named(math_domain, tmp_path, monkeypatch) -> None:
+    from ftdojo import report
+
+    crawl = SourceMapping(source="math_quiz_crawl", prompt="{question}", answer="{answer}", max_rows=30)
+    recipe = DataRecipe(sources=[SRC.model_copy(update={"max_rows": 1500}), crawl])
+
+    class Greedy:
+        async def run(self, ctx):
+            plan = _plan().model_copy(update={"recipe": recipe})
+            exp = await ctx.iterate(plan)
+            return Candidate(base_model=ctx.card.base_model, checkpoint=exp.train.checkpoint)
+
+    monkeypatch.setattr(agents, "make", lambda cfg: Greedy())
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), config.load_profile("tiny", []), str(tmp_path / "run")).run())
+    assert 20 <= rec.experiments[0].curated.per_source["math_quiz_crawl"] <= 30  # after the curator's filters
+    assert rec.leak["test"] < 0.05 <= rec.leak["test[math_quiz_crawl]"] and rec.leak["test[algebra_drills]"] == 0.0
+    assert rec.leak_flagged and not report.headline(rec)
+    assert "of source math_quiz_crawl" in report.summarize([rec])["flagged"][0]["why"]
