@@ -198,14 +198,15 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str]) -
         rows.append({
             "task": task, "zero_shot": m["zero-shot"], "naive_sft": naive, "curated_agent": top,
             "curated": m[top] if top else None, "best_agent": best, "gain": sign * (m[best] - m["zero-shot"]),
-            "learnable": sign * (m[best] - m["zero-shot"]) >= LEARNABLE_GAIN - 1e-9,
+            "learnable": None if len(m) == 1 else sign * (m[best] - m["zero-shot"]) >= LEARNABLE_GAIN - 1e-9,
             "curation_matters": None if top is None or naive is None else sign * (m[top] - naive) > 0,
         })
     if not rows:
         return None
     judged = [r for r in rows if r["curation_matters"] is not None]
-    return {"rows": rows, "learnable": sum(r["learnable"] for r in rows), "curation_matters": sum(r["curation_matters"] for r in judged),
-            "tasks": len(rows), "judged": len(judged)}
+    trained = [r for r in rows if r["learnable"] is not None]
+    return {"rows": rows, "learnable": sum(r["learnable"] for r in trained), "curation_matters": sum(r["curation_matters"] for r in judged),
+            "tasks": len(trained), "judged": len(judged)}
 
 
 # --- Markdown -----------------------------------------------------------------------------
@@ -277,8 +278,9 @@ def markdown(s: dict[str, Any], wall_s: float | None = None) -> str:
         for r in cal["rows"]:
             cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
             matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
+            learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
             lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {100 * r['gain']:+.1f} | "
-                         f"{'yes' if r['learnable'] else 'no'} | {matters} |")
+                         f"{learnable} | {matters} |")
     if s["flagged"]:
         lines += ["", "Runs kept out of the statistics:", ""]
         lines += [f"- {f['task']} / {f['agent']} / seed {f['seed']}: {f['why']}" for f in s["flagged"]]

@@ -152,3 +152,5 @@ def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_mat
     assert "**2 of 3 tasks learnable**" in md and "curation matters on 2 of 3" in md
     assert "| t-flat | 40.0 | 45.0 | 48.0 (ft-agent) | +8.0 | no | yes |" in md
     assert report.summarize([_rec("t", "a", 0, 0.5, [1])])["calibration"] is None  # no zero-shot: no calibration
+    alone = report.summarize(recs + [_rec("t-new", "zero-shot", 0, 0.0, [0])])["calibration"]  # nothing trained yet: not judged
+    assert {r["task"]: r["learnable"] for r in alone["rows"]}["t-new"] is None and (alone["learnable"], alone["tasks"]) == (2, 3)
