@@ -21,19 +21,86 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
-from ftdojo.tasking import Row, SourceSpec
+from ftdojo.tasking import Item, Row, SourceSpec
 
 NOISE_RATE = 0.4
+
+# The answer line most built-in tasks ask for.
+ANSWER_TEMPLATE = "Answer: {answer}"
+INT_PATTERN = r"Answer:\s*(-?\d+)"
+INT_FORMAT = "A line 'Answer: <integer>'; anything before it is ignored."
 
 Draw = Callable[[random.Random], tuple[Row, str]]
 """Draws one row and the task input it corresponds to (the key checked against dev/test)."""
 
 
+@dataclass(frozen=True)
+class Question:
+    """One drawn question of a task: what its item shows and what the raw sources are made from."""
+
+    input: str
+    """The task input, exactly as a dev/test item would show it."""
+    answer: str
+    category: str
+    why: str
+    """Worked reasoning that ends in the answer (for trace sources)."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What the question was made from (a table, a price window…), for sources in other formats."""
+
+
+Ask = Callable[[random.Random], Question]
+
+
 def item_id(prefix: str, text: str) -> str:
     return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def generator(task: str, ask: Ask) -> Callable[[random.Random], Item]:
+    """The task's item generator; named after the task and the domain module, so spec hashes say which."""
+
+    def generate(rng: random.Random) -> Item:
+        q = ask(rng)
+        return {"id": item_id(task, q.input), "input": q.input, "answer": q.answer, "category": q.category}
+
+    generate.__module__, generate.__qualname__ = ask.__module__, f"generate[{task}]"
+    return generate
+
+
+def any_question(rng: random.Random, asks: Mapping[str, Ask]) -> tuple[str, Question]:
+    """A question of one of the domain's tasks, the task picked at random."""
+    task = rng.choice(list(asks))
+    return task, asks[task](rng)
+
+
+def question_rows(rng: random.Random, reserved: Container[str], n: int, asks: Mapping[str, Ask],
+                  row: Callable[[random.Random, str, Question], Row]) -> list[Row]:
+    """Up to n source rows, ``row(rng, task, question)`` each, none about a dev or test input."""
+
+    def draw(r: random.Random) -> tuple[Row, str]:
+        task, q = any_question(r, asks)
+        return row(r, task, q), q.input
+
+    return draw_rows(rng, reserved, n, draw)
+
+
+def noisy(rng: random.Random, right: str, wrong: Callable[[random.Random], object]) -> str:
+    """The right answer, or at ``NOISE_RATE`` a plausible wrong one."""
+    return str(wrong(rng)) if rng.random() < NOISE_RATE else right
+
+
+def filler(asks: Mapping[str, Ask]) -> Draw:
+    """Questions of the domain's own tasks, answered right: the leak trap's rows that are not test items."""
+
+    def draw(r: random.Random) -> tuple[Row, str]:
+        _, q = any_question(r, asks)
+        return {"question": q.input, "answer": q.answer}, q.input
+
+    return draw
 
 
 def draw_rows(rng: random.Random, reserved: Container[str], n: int, draw: Draw, max_tries: int = 0) -> list[Row]:

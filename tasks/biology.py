@@ -15,8 +15,9 @@ import re
 from collections.abc import Container
 from functools import cache
 
-from ftdojo.tasking import Domain, Item, Row, SourceSpec, Suggestion, TaskSpec
+from ftdojo.tasking import Domain, Row, SourceSpec, Suggestion, TaskSpec
 from tasks import _kit
+from tasks._kit import Question
 
 BASES = "ACGT"
 
@@ -51,7 +52,7 @@ def _seq(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(BASES) for _ in range(n))
 
 
-def translate_q(rng: random.Random):
+def translate_q(rng: random.Random) -> Question:
     n = rng.randint(2, 4)
     table = codons()
     cods = [rng.choice(list(table)) for _ in range(n)]
@@ -59,10 +60,10 @@ def translate_q(rng: random.Random):
     protein = translate(seq)
     q = f"Translate the DNA coding sequence {seq} into protein, using one-letter amino-acid codes."
     why = "Codons: " + ", ".join(f"{c} = {table[c]}" for c in cods) + f"; so the protein is {protein}."
-    return q, protein, f"{n} codons", why
+    return Question(q, protein, f"{n} codons", why)
 
 
-def site_q(rng: random.Random):
+def site_q(rng: random.Random) -> Question:
     name, site = rng.choice(enzymes())
     present = rng.random() < 0.5
     while True:
@@ -76,28 +77,19 @@ def site_q(rng: random.Random):
     q = f"Does the DNA sequence {seq} contain the {name} recognition site {site}? Options: yes, no"
     why = (f"{site} occurs at position {seq.index(site) + 1} of the sequence, so yes." if present
            else f"Scanning all 19 windows of 6 bases, none reads {site}, so no.")
-    return q, answer, "present" if present else "absent", why
+    return Question(q, answer, "present" if present else "absent", why)
 
 
-def gc_q(rng: random.Random):
+def gc_q(rng: random.Random) -> Question:
     n = rng.choice([8, 10, 12])
     seq = _seq(rng, n)
     gc = [b for b in seq if b in "GC"]
     q = f"How many G or C bases are in the DNA sequence {seq}?"
     why = f"The G and C bases of {seq} are {' '.join(gc) if gc else 'none'}: {len(gc)} in all."
-    return q, str(len(gc)), f"{n} bases", why
+    return Question(q, str(len(gc)), f"{n} bases", why)
 
 
 DRAW = {"bio-translate": translate_q, "bio-site": site_q, "bio-gc": gc_q}
-
-
-def _item(task: str):
-    def generate(rng: random.Random) -> Item:
-        q, a, cat, _ = DRAW[task](rng)
-        return {"id": _kit.item_id(task, q), "input": q, "answer": a, "category": cat}
-
-    generate.__qualname__ = f"generate[{task}]"
-    return generate
 
 
 def solve(task_input: str) -> str | None:
@@ -121,49 +113,43 @@ def verify(task_input: str, answer: str) -> bool | None:
 def _annotations(rng: random.Random, reserved: Container[str]) -> list[Row]:
     """Sequence records with computed annotations (no questions): the clean source."""
 
-    def draw(r: random.Random):
-        kind = r.choice(list(DRAW))
-        q, _, _, _ = DRAW[kind](r)
-        seq = re.search(r"sequence ([ACGT]+)", q).group(1)
-        m = re.search(r"the (\S+) recognition site ([ACGT]+)", q)
-        row = {"accession": f"SYN{r.randint(100000, 999999)}", "sequence": seq, "length": len(seq),
-               "gc_count": sum(b in "GC" for b in seq),
-               "protein": translate(seq) if len(seq) % 3 == 0 and kind == "bio-translate" else "",
-               "enzyme": m.group(1) if m else "", "site": m.group(2) if m else "",
-               "site_present": ("yes" if m.group(2) in seq else "no") if m else ""}
-        return row, q
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        seq = re.search(r"sequence ([ACGT]+)", q.input).group(1)
+        m = re.search(r"the (\S+) recognition site ([ACGT]+)", q.input)
+        return {"accession": f"SYN{r.randint(100000, 999999)}", "sequence": seq, "length": len(seq),
+                "gc_count": sum(b in "GC" for b in seq),
+                "protein": translate(seq) if len(seq) % 3 == 0 and task == "bio-translate" else "",
+                "enzyme": m.group(1) if m else "", "site": m.group(2) if m else "",
+                "site_present": ("yes" if m.group(2) in seq else "no") if m else ""}
 
-    return _kit.draw_rows(rng, reserved, 2400, draw)
+    return _kit.question_rows(rng, reserved, 2400, DRAW, row)
 
 
 def _lab_notebook(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        q, a, cat, why = DRAW[r.choice(list(DRAW))](r)
-        return {"question": q, "working": why, "result": a}, q
+    return _kit.question_rows(rng, reserved, 2400, DRAW,
+                              lambda r, task, q: {"question": q.input, "working": q.why, "result": q.answer})
 
-    return _kit.draw_rows(rng, reserved, 2400, draw)
+
+def _wrong(task: str, right: str):
+    """A plausible wrong reply to a question of ``task``."""
+    if task == "bio-site":
+        return lambda r: _kit.wrong_choice(r, right, ["yes", "no"])
+    if task == "bio-gc":
+        return lambda r: _kit.wrong_integer(r, int(right))
+
+    def mutate(r: random.Random) -> str:  # one amino acid changed
+        i = r.randrange(len(right))
+        return right[:i] + r.choice([x for x in "ACDEFGHIKLMNPQRSTVWY" if x != right[i]]) + right[i + 1 :]
+
+    return mutate
 
 
 def _forum(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        q, a, _, _ = DRAW[task](r)
-        if r.random() < _kit.NOISE_RATE:
-            if task == "bio-site":
-                a = _kit.wrong_choice(r, a, ["yes", "no"])
-            elif task == "bio-gc":
-                a = str(_kit.wrong_integer(r, int(a)))
-            else:
-                i = r.randrange(len(a))
-                a = a[:i] + r.choice([x for x in "ACDEFGHIKLMNPQRSTVWY" if x != a[i]]) + a[i + 1 :]
-        return {"question": q, "reply": a, "helpful_votes": r.randint(0, 30)}, q
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        reply = _kit.noisy(r, q.answer, _wrong(task, q.answer))
+        return {"question": q.input, "reply": reply, "helpful_votes": r.randint(0, 30)}
 
-    return _kit.draw_rows(rng, reserved, 2400, draw)
-
-
-def _filler(r: random.Random):
-    q, a, _, _ = DRAW[r.choice(list(DRAW))](r)
-    return {"question": q, "answer": a}, q
+    return _kit.question_rows(rng, reserved, 2400, DRAW, row)
 
 
 SOURCES = (
@@ -208,7 +194,7 @@ SOURCES = (
         role="noisy",
     ),
     _kit.element_facts(),
-    _kit.leak_trap("bio_quiz_crawl", "biology", _filler),
+    _kit.leak_trap("bio_quiz_crawl", "biology", _kit.filler(DRAW)),
 )
 
 DOMAIN = Domain(
@@ -225,11 +211,11 @@ DOMAIN = Domain(
             description="Translate a short DNA coding sequence (2-4 codons) into its protein.",
             instruction="Reply with the protein as 'Answer: <one-letter codes>'.",
             answer_format="A line 'Answer: <protein>' in one-letter codes, e.g. 'Answer: MKV'.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*([A-Z*]+)",
             metric="exact",
             categories=("2 codons", "3 codons", "4 codons"),
-            generate=_item("bio-translate"),
+            generate=_kit.generator("bio-translate", translate_q),
             dev_size=60, test_size=120, max_new_tokens=80, seed=51,
         ),
         TaskSpec(
@@ -238,11 +224,11 @@ DOMAIN = Domain(
             description="Say whether a DNA sequence contains a restriction enzyme's recognition site.",
             instruction="Reply 'Answer: yes' or 'Answer: no'.",
             answer_format="A line 'Answer: yes' or 'Answer: no'.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*([A-Za-z]+)",
             metric="choice",
             categories=("present", "absent"),
-            generate=_item("bio-site"),
+            generate=_kit.generator("bio-site", site_q),
             dev_size=60, test_size=120, max_new_tokens=48, seed=52,
         ),
         TaskSpec(
@@ -250,12 +236,12 @@ DOMAIN = Domain(
             domain="biology",
             description="Count the G and C bases of a short DNA sequence.",
             instruction="Reply with the count as 'Answer: <integer>'.",
-            answer_format="A line 'Answer: <integer>'; anything before it is ignored.",
-            answer_template="Answer: {answer}",
-            answer_pattern=r"Answer:\s*(-?\d+)",
+            answer_format=_kit.INT_FORMAT,
+            answer_template=_kit.ANSWER_TEMPLATE,
+            answer_pattern=_kit.INT_PATTERN,
             metric="numeric",
             categories=("8 bases", "10 bases", "12 bases"),
-            generate=_item("bio-gc"),
+            generate=_kit.generator("bio-gc", gc_q),
             dev_size=60, test_size=120, max_new_tokens=64, seed=53,
         ),
     ),

@@ -15,8 +15,9 @@ import re
 from collections.abc import Container
 from functools import cache
 
-from ftdojo.tasking import Domain, Item, Row, SourceSpec, Suggestion, TaskSpec
+from ftdojo.tasking import Domain, Row, SourceSpec, Suggestion, TaskSpec
 from tasks import _kit
+from tasks._kit import Question
 
 # Functional groups as SMARTS; a molecule is asked about only a group it has, among three it lacks.
 GROUPS = {
@@ -117,17 +118,17 @@ def _size(n: int) -> str:
     return "C1-5" if n <= 5 else "C6-10" if n <= 10 else "C11+"
 
 
-def carbon_q(rng: random.Random) -> tuple[str, str, str, str]:
+def carbon_q(rng: random.Random) -> Question:
     name, formula, _ = rng.choice(compounds())
     n = carbons(formula)
     q = f"How many carbon atoms are in one molecule of {name}, molecular formula {formula}?"
     why = f"In {formula} the symbol C is followed by {n if n > 1 else 'no number'}, so one molecule has {n} carbon atom{'s' * (n != 1)}."
-    return q, str(n), _size(n), why
+    return Question(q, str(n), _size(n), why)
 
 
-def rings_q(rng: random.Random) -> tuple[str, str, str, str]:
+def rings_q(rng: random.Random) -> Question:
     while True:
-        name, _, smiles = rng.choice(compounds())
+        _, _, smiles = rng.choice(compounds())
         n = rings(smiles)
         labels = ring_labels(smiles)
         if n is not None and len(labels) == 2 * n and rng.random() < (1.0 if n else 0.35):  # fewer acyclic items
@@ -135,7 +136,7 @@ def rings_q(rng: random.Random) -> tuple[str, str, str, str]:
     q = f"How many rings does the molecule with SMILES {smiles} contain?"
     why = (f"Ring-bond labels in {smiles}: {' '.join(labels)}; each pair closes one ring, so {n} ring{'s' * (n != 1)}."
            if n else f"{smiles} has no ring-bond digits, so it has 0 rings.")
-    return q, str(n), "acyclic" if n == 0 else "one ring" if n == 1 else "polycyclic", why
+    return Question(q, str(n), "acyclic" if n == 0 else "one ring" if n == 1 else "polycyclic", why)
 
 
 @cache
@@ -149,7 +150,7 @@ def _by_group() -> dict[str, list[str]]:
     return index
 
 
-def group_q(rng: random.Random) -> tuple[str, str, str, str]:
+def group_q(rng: random.Random) -> Question:
     group = rng.choice(list(GROUPS))
     smiles = rng.choice(_by_group()[group])
     options = rng.sample([g for g in GROUPS if g != group], 3) + [group]
@@ -158,19 +159,10 @@ def group_q(rng: random.Random) -> tuple[str, str, str, str]:
     q = (f"Which functional group does the molecule with SMILES {smiles} contain? "
          + " ".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(options)))
     why = f"{smiles} has {MOTIFS[group]}, which makes it {'an' if group[0] in 'aeiou' else 'a'} {group}; none of the other options appear, so {letter}."
-    return q, letter, group, why
+    return Question(q, letter, group, why)
 
 
 DRAW = {"chem-carbons": carbon_q, "chem-rings": rings_q, "chem-group": group_q}
-
-
-def _item(task: str):
-    def generate(rng: random.Random) -> Item:
-        q, a, cat, _ = DRAW[task](rng)
-        return {"id": _kit.item_id(task, q), "input": q, "answer": a, "category": cat}
-
-    generate.__qualname__ = f"generate[{task}]"
-    return generate
 
 
 def solve(task_input: str) -> str | None:
@@ -240,28 +232,19 @@ class _Unseen:
 
 
 def _tutor(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        q, a, cat, why = DRAW[task](r)
-        return {"question": q, "worked_answer": why, "answer": a, "topic": cat}, q
-
-    return _kit.draw_rows(rng, _Unseen(reserved), 2400, draw)
+    return _kit.question_rows(rng, _Unseen(reserved), 2400, DRAW, lambda r, task, q: {
+        "question": q.input, "worked_answer": q.why, "answer": q.answer, "topic": q.category})
 
 
 def _forum(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        q, a, _, _ = DRAW[task](r)
-        if r.random() < _kit.NOISE_RATE:
-            a = _kit.wrong_choice(r, a, list(LETTERS)) if task == "chem-group" else str(_kit.wrong_integer(r, int(a)))
-        return {"thread": f"Homework check: {q}", "question": q, "best_reply": a, "upvotes": r.randint(0, 60)}, q
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        if task == "chem-group":
+            reply = _kit.noisy(r, q.answer, lambda r: _kit.wrong_choice(r, q.answer, list(LETTERS)))
+        else:
+            reply = _kit.noisy(r, q.answer, lambda r: _kit.wrong_integer(r, int(q.answer)))
+        return {"thread": f"Homework check: {q.input}", "question": q.input, "best_reply": reply, "upvotes": r.randint(0, 60)}
 
-    return _kit.draw_rows(rng, _Unseen(reserved), 2400, draw)
-
-
-def _filler(r: random.Random):
-    q, a, _, _ = DRAW[r.choice(list(DRAW))](r)
-    return {"question": q, "answer": a}, q
+    return _kit.question_rows(rng, _Unseen(reserved), 2400, DRAW, row)
 
 
 _TUTOR_HINT = Suggestion("{question}", "{answer}", "{worked_answer}")
@@ -302,7 +285,7 @@ SOURCES = (
         role="noisy",
     ),
     _kit.airport_facts(),
-    _kit.leak_trap("chem_quiz_crawl", "chemistry", _filler),
+    _kit.leak_trap("chem_quiz_crawl", "chemistry", _kit.filler(DRAW)),
 )
 
 DOMAIN = Domain(
@@ -318,12 +301,12 @@ DOMAIN = Domain(
             domain="chemistry",
             description="Count the carbon atoms in a compound's molecular formula.",
             instruction="Reply with the count as 'Answer: <integer>'.",
-            answer_format="A line 'Answer: <integer>'; anything before it is ignored.",
-            answer_template="Answer: {answer}",
-            answer_pattern=r"Answer:\s*(-?\d+)",
+            answer_format=_kit.INT_FORMAT,
+            answer_template=_kit.ANSWER_TEMPLATE,
+            answer_pattern=_kit.INT_PATTERN,
             metric="numeric",
             categories=("C1-5", "C6-10", "C11+"),
-            generate=_item("chem-carbons"),
+            generate=_kit.generator("chem-carbons", carbon_q),
             dev_size=60, test_size=120, max_new_tokens=48, seed=21,
         ),
         TaskSpec(
@@ -331,12 +314,12 @@ DOMAIN = Domain(
             domain="chemistry",
             description="Count the rings (smallest set of smallest rings) of a molecule given as SMILES.",
             instruction="Reply with the number of rings as 'Answer: <integer>'.",
-            answer_format="A line 'Answer: <integer>'; anything before it is ignored.",
-            answer_template="Answer: {answer}",
-            answer_pattern=r"Answer:\s*(-?\d+)",
+            answer_format=_kit.INT_FORMAT,
+            answer_template=_kit.ANSWER_TEMPLATE,
+            answer_pattern=_kit.INT_PATTERN,
             metric="numeric",
             categories=("acyclic", "one ring", "polycyclic"),
-            generate=_item("chem-rings"),
+            generate=_kit.generator("chem-rings", rings_q),
             dev_size=60, test_size=120, max_new_tokens=64, seed=22,
         ),
         TaskSpec(
@@ -345,11 +328,11 @@ DOMAIN = Domain(
             description="Pick the functional group a molecule (SMILES) contains, out of four options.",
             instruction="Reply with the letter of the right option as 'Answer: <letter>'.",
             answer_format="A line 'Answer: A', 'Answer: B', 'Answer: C' or 'Answer: D'.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*\(?([A-Da-d])\b",
             metric="choice",
             categories=tuple(GROUPS),
-            generate=_item("chem-group"),
+            generate=_kit.generator("chem-group", group_q),
             dev_size=60, test_size=120, max_new_tokens=64, seed=23,
         ),
     ),

@@ -15,8 +15,9 @@ import re
 from collections.abc import Container
 from functools import cache
 
-from ftdojo.tasking import Domain, Item, Row, SourceSpec, Suggestion, TaskSpec
+from ftdojo.tasking import Domain, Row, SourceSpec, Suggestion, TaskSpec
 from tasks import _kit
+from tasks._kit import Question
 
 SYMBOLS = ("AAPL", "AMZN", "GOOG", "IBM", "MSFT")
 
@@ -47,7 +48,7 @@ def _listing(symbol: str, window: list[tuple[str, str]]) -> str:
     return f"Monthly closing prices of {symbol} (USD): " + "; ".join(f"{m}: {p}" for m, p in window) + "."
 
 
-def trend_q(rng: random.Random):
+def trend_q(rng: random.Random) -> Question:
     while True:
         symbol, window = _window(rng)
         first, last = float(window[0][1]), float(window[-1][1])
@@ -57,10 +58,10 @@ def trend_q(rng: random.Random):
     q = _listing(symbol, window) + " Did the price rise or fall from the first month shown to the last? Options: rise, fall"
     moved = "higher, so the price rose" if answer == "rise" else "lower, so the price fell"
     why = f"First close {window[0][1]} ({window[0][0]}), last close {window[-1][1]} ({window[-1][0]}); the last is {moved}."
-    return symbol, window, q, answer, symbol, why
+    return Question(q, answer, symbol, why, {"symbol": symbol, "window": window})
 
 
-def peak_q(rng: random.Random):
+def peak_q(rng: random.Random) -> Question:
     while True:
         symbol, window = _window(rng)
         most = rng.random() < 0.5
@@ -72,19 +73,10 @@ def peak_q(rng: random.Random):
     month = window[values.index(best)][0]
     q = _listing(symbol, window) + f" In which month was the closing price {word}?"
     why = f"Closes: {', '.join(p for _, p in window)}; the {word} is {window[values.index(best)][1]}, in {month}."
-    return symbol, window, q, month, word, why
+    return Question(q, month, word, why, {"symbol": symbol, "window": window})
 
 
 DRAW = {"fin-trend": trend_q, "fin-peak": peak_q}
-
-
-def _item(task: str):
-    def generate(rng: random.Random) -> Item:
-        _, _, q, a, cat, _ = DRAW[task](rng)
-        return {"id": _kit.item_id(task, q), "input": q, "answer": a, "category": cat}
-
-    generate.__qualname__ = f"generate[{task}]"
-    return generate
 
 
 def solve(task_input: str) -> str | None:
@@ -109,43 +101,30 @@ def verify(task_input: str, answer: str) -> bool | None:
 
 
 def _windows(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        symbol, window, q, _, _, _ = DRAW[task](r)
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        window = q.facts["window"]
         values = [float(p) for _, p in window]
-        row = {
-            "symbol": symbol, "months": "; ".join(m for m, _ in window), "closes": "; ".join(p for _, p in window),
+        return {
+            "symbol": q.facts["symbol"], "months": "; ".join(m for m, _ in window), "closes": "; ".join(p for _, p in window),
             "change": "rise" if values[-1] > values[0] else "fall" if values[-1] < values[0] else "flat",
             "max_month": window[values.index(max(values))][0], "min_month": window[values.index(min(values))][0],
         }
-        return row, q
 
-    return _kit.draw_rows(rng, reserved, 1500, draw)
+    return _kit.question_rows(rng, reserved, 1500, DRAW, row)
 
 
 def _desk_notes(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        _, _, q, a, _, why = DRAW[task](r)
-        return {"question": q, "analysis": why, "answer": a}, q
-
-    return _kit.draw_rows(rng, reserved, 1500, draw)
+    return _kit.question_rows(rng, reserved, 1500, DRAW,
+                              lambda r, task, q: {"question": q.input, "analysis": q.why, "answer": q.answer})
 
 
 def _forum(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        _, window, q, a, _, _ = DRAW[task](r)
-        if r.random() < _kit.NOISE_RATE:
-            a = _kit.wrong_choice(r, a, ["rise", "fall"] if task == "fin-trend" else [m for m, _ in window])
-        return {"post": q, "top_answer": a, "score": r.randint(-2, 80)}, q
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        options = ["rise", "fall"] if task == "fin-trend" else [m for m, _ in q.facts["window"]]
+        answer = _kit.noisy(r, q.answer, lambda r: _kit.wrong_choice(r, q.answer, options))
+        return {"post": q.input, "top_answer": answer, "score": r.randint(-2, 80)}
 
-    return _kit.draw_rows(rng, reserved, 1500, draw)
-
-
-def _filler(r: random.Random):
-    _, _, q, a, _, _ = DRAW[r.choice(list(DRAW))](r)
-    return {"question": q, "answer": a}, q
+    return _kit.question_rows(rng, reserved, 1500, DRAW, row)
 
 
 SOURCES = (
@@ -187,7 +166,7 @@ SOURCES = (
         role="noisy",
     ),
     _kit.airport_facts(),
-    _kit.leak_trap("finance_quiz_crawl", "finance", _filler),
+    _kit.leak_trap("finance_quiz_crawl", "finance", _kit.filler(DRAW)),
 )
 
 DOMAIN = Domain(
@@ -204,11 +183,11 @@ DOMAIN = Domain(
             description="Say whether a stock's price rose or fell between the first and last month of a window.",
             instruction="Reply with one option as 'Answer: rise' or 'Answer: fall'.",
             answer_format="A line 'Answer: rise' or 'Answer: fall'.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*([A-Za-z]+)",
             metric="choice",
             categories=SYMBOLS,
-            generate=_item("fin-trend"),
+            generate=_kit.generator("fin-trend", trend_q),
             dev_size=60, test_size=120, max_new_tokens=64, seed=41,
         ),
         TaskSpec(
@@ -217,11 +196,11 @@ DOMAIN = Domain(
             description="Name the month of a window in which a stock closed highest or lowest.",
             instruction="Reply with the month as 'Answer: <Mon YYYY>'.",
             answer_format="A line 'Answer: <Mon YYYY>', e.g. 'Answer: Mar 2004'.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*([A-Z][a-z]{2} \d{4})",
             metric="exact",
             categories=("highest", "lowest"),
-            generate=_item("fin-peak"),
+            generate=_kit.generator("fin-peak", peak_q),
             dev_size=60, test_size=120, max_new_tokens=64, seed=42,
         ),
     ),

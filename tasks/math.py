@@ -259,7 +259,6 @@ def _filler(r: random.Random):
 
 SOURCES += (_kit.element_facts(), _kit.leak_trap("math_quiz_crawl", "math", _filler))
 
-INT_PATTERN = r"Answer:\s*(-?\d+)"
 
 DOMAIN = Domain(
     name="math",
@@ -274,9 +273,9 @@ DOMAIN = Domain(
             domain="math",
             description="Solve multi-step arithmetic word problems.",
             instruction="Reply with the final answer as 'Answer: <integer>'.",
-            answer_format="A line 'Answer: <integer>'; anything before it is ignored.",
-            answer_template="Answer: {answer}",
-            answer_pattern=INT_PATTERN,
+            answer_format=_kit.INT_FORMAT,
+            answer_template=_kit.ANSWER_TEMPLATE,
+            answer_pattern=_kit.INT_PATTERN,
             metric="numeric",
             categories=("two-step", "three-step", "multiply"),
             generate=arith_item,
@@ -291,8 +290,8 @@ DOMAIN = Domain(
             description="Solve linear equations in one unknown with integer solutions.",
             instruction="Reply with the value of x as 'Answer: <integer>'.",
             answer_format="A line 'Answer: <integer>' giving x; anything before it is ignored.",
-            answer_template="Answer: {answer}",
-            answer_pattern=INT_PATTERN,
+            answer_template=_kit.ANSWER_TEMPLATE,
+            answer_pattern=_kit.INT_PATTERN,
             metric="numeric",
             categories=("ax+b=c", "a(x+b)=c", "ax+b=cx+d"),
             generate=linear_item,

@@ -17,8 +17,9 @@ from collections.abc import Container
 from dataclasses import dataclass
 from functools import cache
 
-from ftdojo.tasking import Domain, Item, Row, SourceSpec, Suggestion, TaskSpec
+from ftdojo.tasking import Domain, Row, SourceSpec, TaskSpec
 from tasks import _kit
+from tasks._kit import Question
 
 N_ROWS = 4
 
@@ -97,18 +98,23 @@ def _prompt(cols: list[str], rows: list[dict[str, str]], question: str) -> str:
     return f"Table:\n{render(cols, rows)}Question: {question}"
 
 
-# --- questions: (snippet, question, answer, category, reasoning) ---------------------------------------------
+# --- questions -----------------------------------------------------------------------------------------------
 
 
-def lookup_q(rng: random.Random):
+def _question(spec: Table, cols: list[str], rows: list[dict[str, str]], q: str, answer: str, category: str, why: str) -> Question:
+    """The item shows the snippet and the question; the sources may render the snippet otherwise."""
+    return Question(_prompt(cols, rows, q), answer, category, why, {"table": spec, "cols": cols, "rows": rows, "question": q})
+
+
+def lookup_q(rng: random.Random) -> Question:
     spec, cols, rows = _snippet(rng)
     row, col = rng.choice(rows), rng.choice(cols[1:-1])
     q = f"What is the {col} of {row[spec.key]}?"
     why = f"The row for {row[spec.key]} has {col} = {row[col]}."
-    return spec, cols, rows, q, row[col], spec.name, why
+    return _question(spec, cols, rows, q, row[col], spec.name, why)
 
 
-def extreme_q(rng: random.Random):
+def extreme_q(rng: random.Random) -> Question:
     while True:
         spec, cols, rows = _snippet(rng)
         col, most = rng.choice(cols[1:-1]), rng.random() < 0.5
@@ -120,10 +126,10 @@ def extreme_q(rng: random.Random):
     word = "highest" if most else "lowest"
     q = f"Which {spec.key} has the {word} {col}?"
     why = f"{col} values: {', '.join(r[col] for r in rows)}; the {word} is {row[col]}, in the row for {row[spec.key]}."
-    return spec, cols, rows, q, row[spec.key], word, why
+    return _question(spec, cols, rows, q, row[spec.key], word, why)
 
 
-def count_q(rng: random.Random):
+def count_q(rng: random.Random) -> Question:
     spec, cols, rows = _snippet(rng)
     if rng.random() < 0.5:
         value = rng.choice(rows)[spec.label]
@@ -140,20 +146,10 @@ def count_q(rng: random.Random):
         cat = "greater"
         shown = [r[col] for r in rows]
     why = f"Values: {', '.join(shown)}; {len(hits)} of them match."
-    return spec, cols, rows, q, str(len(hits)), cat, why
+    return _question(spec, cols, rows, q, str(len(hits)), cat, why)
 
 
 DRAW = {"table-lookup": lookup_q, "table-extreme": extreme_q, "table-count": count_q}
-
-
-def _item(task: str):
-    def generate(rng: random.Random) -> Item:
-        _, cols, rows, q, a, cat, _ = DRAW[task](rng)
-        text = _prompt(cols, rows, q)
-        return {"id": _kit.item_id(task, text), "input": text, "answer": a, "category": cat}
-
-    generate.__qualname__ = f"generate[{task}]"
-    return generate
 
 
 def solve(task_input: str) -> str | None:
@@ -191,45 +187,35 @@ def verify(task_input: str, answer: str) -> bool | None:
 
 
 def _csv_questions(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        spec, cols, rows, q, a, _, _ = DRAW[task](r)
-        return {"table": spec.name, "table_csv": render_csv(cols, rows), "question": q, "answer": a}, _prompt(cols, rows, q)
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        f = q.facts
+        return {"table": f["table"].name, "table_csv": render_csv(f["cols"], f["rows"]), "question": f["question"], "answer": q.answer}
 
-    return _kit.draw_rows(rng, reserved, 2400, draw)
+    return _kit.question_rows(rng, reserved, 2400, DRAW, row)
 
 
 def _worked(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        _, cols, rows, q, a, cat, why = DRAW[task](r)
-        text = _prompt(cols, rows, q)
-        return {"prompt": text, "reasoning": why, "answer": a, "question_type": task.removeprefix("table-")}, text
+    return _kit.question_rows(rng, reserved, 2400, DRAW, lambda r, task, q: {
+        "prompt": q.input, "reasoning": q.why, "answer": q.answer, "question_type": task.removeprefix("table-")})
 
-    return _kit.draw_rows(rng, reserved, 2400, draw)
+
+def _wrong(task: str, q: Question):
+    """A plausible wrong answer to ``q``: another count, another row, another cell of the column."""
+    rows = q.facts["rows"]
+    if task == "table-count":
+        return lambda r: _kit.wrong_integer(r, int(q.answer))
+    if task == "table-extreme":
+        return lambda r: _kit.wrong_choice(r, q.answer, [x[q.facts["table"].key] for x in rows])
+    col = re.match(r"What is the (\w+) of", q.facts["question"]).group(1)
+    return lambda r: _kit.wrong_choice(r, q.answer, sorted({x[col] for x in rows} | {q.answer + "0"}))
 
 
 def _crowd(rng: random.Random, reserved: Container[str]) -> list[Row]:
-    def draw(r: random.Random):
-        task = r.choice(list(DRAW))
-        spec, cols, rows, q, a, _, _ = DRAW[task](r)
-        if r.random() < _kit.NOISE_RATE:
-            if task == "table-count":
-                a = str(_kit.wrong_integer(r, int(a)))
-            elif task == "table-extreme":
-                a = _kit.wrong_choice(r, a, [x[spec.key] for x in rows])
-            else:
-                col = re.match(r"What is the (\w+) of", q).group(1)
-                a = _kit.wrong_choice(r, a, sorted({x[col] for x in rows} | {a + "0"}))
-        text = _prompt(cols, rows, q)
-        return {"prompt": text, "crowd_answer": a, "workers": r.randint(1, 5)}, text
+    def row(r: random.Random, task: str, q: Question) -> Row:
+        answer = _kit.noisy(r, q.answer, _wrong(task, q))
+        return {"prompt": q.input, "crowd_answer": answer, "workers": r.randint(1, 5)}
 
-    return _kit.draw_rows(rng, reserved, 2400, draw)
-
-
-def _filler(r: random.Random):
-    _, cols, rows, q, a, _, _ = DRAW[r.choice(list(DRAW))](r)
-    return {"question": _prompt(cols, rows, q), "answer": a}, _prompt(cols, rows, q)
+    return _kit.question_rows(rng, reserved, 2400, DRAW, row)
 
 
 SOURCES = (
@@ -269,7 +255,7 @@ SOURCES = (
         role="noisy",
     ),
     _kit.element_facts(),
-    _kit.leak_trap("table_quiz_crawl", "data-literacy", _filler),
+    _kit.leak_trap("table_quiz_crawl", "data-literacy", _kit.filler(DRAW)),
 )
 
 DOMAIN = Domain(
@@ -286,11 +272,11 @@ DOMAIN = Domain(
             description="Read one cell of a small table: the value of a column for a named row.",
             instruction="Reply with the value as 'Answer: <value>'.",
             answer_format="A line 'Answer: <number>' with the cell's value as written in the table.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*(-?[\d.]+)",
             metric="numeric",
             categories=tuple(t.name for t in TABLES),
-            generate=_item("table-lookup"),
+            generate=_kit.generator("table-lookup", lookup_q),
             dev_size=60, test_size=120, max_new_tokens=48, seed=31,
         ),
         TaskSpec(
@@ -299,11 +285,11 @@ DOMAIN = Domain(
             description="Name the row whose value in a column is the highest or the lowest.",
             instruction="Reply with the row's name as 'Answer: <name>'.",
             answer_format="A line 'Answer: <row name>' exactly as in the table's first column.",
-            answer_template="Answer: {answer}",
+            answer_template=_kit.ANSWER_TEMPLATE,
             answer_pattern=r"Answer:\s*([^\n]+)",
             metric="exact",
             categories=("highest", "lowest"),
-            generate=_item("table-extreme"),
+            generate=_kit.generator("table-extreme", extreme_q),
             dev_size=60, test_size=120, max_new_tokens=80, seed=32,
         ),
         TaskSpec(
@@ -311,12 +297,12 @@ DOMAIN = Domain(
             domain="tableqa",
             description="Count the rows of a small table that meet a condition.",
             instruction="Reply with the count as 'Answer: <integer>'.",
-            answer_format="A line 'Answer: <integer>'; anything before it is ignored.",
-            answer_template="Answer: {answer}",
-            answer_pattern=r"Answer:\s*(-?\d+)",
+            answer_format=_kit.INT_FORMAT,
+            answer_template=_kit.ANSWER_TEMPLATE,
+            answer_pattern=_kit.INT_PATTERN,
             metric="numeric",
             categories=("equal", "greater"),
-            generate=_item("table-count"),
+            generate=_kit.generator("table-count", count_q),
             dev_size=60, test_size=120, max_new_tokens=64, seed=33,
         ),
     ),
