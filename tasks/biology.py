@@ -2,7 +2,7 @@
 standard genetic code (NCBI table 1) and the REBASE restriction-enzyme
 sites that ``Bio.Restriction`` ships.
 
-Tasks: translate a short coding sequence into protein; say whether a
+Tasks: translate a short reading frame (2-3 codons) into protein; say whether a
 sequence holds an enzyme's recognition site; count the G and C bases of a
 sequence. Sequences are drawn from a seed; answers are computed with
 Biopython (``solve``), which is also the domain's verifier.
@@ -43,9 +43,11 @@ def enzymes() -> list[tuple[str, str]]:
 
 
 def translate(seq: str) -> str:
+    """The protein of a coding sequence, in three-letter codes joined by hyphens ('Met-Ala-Lys')."""
+    from Bio.Data.IUPACData import protein_letters_1to3
     from Bio.Seq import Seq
 
-    return str(Seq(seq).translate())
+    return "-".join(protein_letters_1to3[a] for a in str(Seq(seq).translate()))
 
 
 def _seq(rng: random.Random, n: int) -> str:
@@ -53,13 +55,11 @@ def _seq(rng: random.Random, n: int) -> str:
 
 
 def translate_q(rng: random.Random) -> Question:
-    n = rng.randint(2, 4)
-    table = codons()
-    cods = [rng.choice(list(table)) for _ in range(n)]
-    seq = "".join(cods)
-    protein = translate(seq)
-    q = f"Translate the DNA coding sequence {seq} into protein, using one-letter amino-acid codes."
-    why = "Codons: " + ", ".join(f"{c} = {table[c]}" for c in cods) + f"; so the protein is {protein}."
+    n = rng.randint(2, 3)
+    cods = [rng.choice(list(codons())) for _ in range(n)]
+    protein = translate("".join(cods))
+    q = f"Translate the DNA codons {' '.join(cods)} into protein, using three-letter amino-acid codes."
+    why = "; ".join(f"{c} codes for {a}" for c, a in zip(cods, protein.split("-"), strict=True)) + f"; so the protein is {protein}."
     return Question(q, protein, f"{n} codons", why)
 
 
@@ -93,8 +93,8 @@ DRAW = {"bio-translate": translate_q, "bio-site": site_q, "bio-gc": gc_q}
 
 
 def solve(task_input: str) -> str | None:
-    if m := re.fullmatch(r"Translate the DNA coding sequence ([ACGT]+) into protein, using one-letter amino-acid codes\.", task_input):
-        return translate(m.group(1)) if len(m.group(1)) % 3 == 0 else None
+    if m := re.fullmatch(r"Translate the DNA codons ((?:[ACGT]{3} )*[ACGT]{3}) into protein, using three-letter amino-acid codes\.", task_input):
+        return translate(m.group(1).replace(" ", ""))
     if m := re.fullmatch(r"Does the DNA sequence ([ACGT]+) contain the \S+ recognition site ([ACGT]+)\? Options: yes, no", task_input):
         return "yes" if m.group(2) in m.group(1) else "no"
     if m := re.fullmatch(r"How many G or C bases are in the DNA sequence ([ACGT]+)\?", task_input):
@@ -114,11 +114,13 @@ def _annotations(rng: random.Random, reserved: Container[str]) -> list[Row]:
     """Sequence records with computed annotations (no questions): the clean source."""
 
     def row(r: random.Random, task: str, q: Question) -> Row:
-        seq = re.search(r"sequence ([ACGT]+)", q.input).group(1)
+        seq = re.search(r"(?:sequence|codons) ((?:[ACGT]{3} )*[ACGT]+)", q.input).group(1).replace(" ", "")
+        coding = task == "bio-translate"
         m = re.search(r"the (\S+) recognition site ([ACGT]+)", q.input)
         return {"accession": f"SYN{r.randint(100000, 999999)}", "sequence": seq, "length": len(seq),
                 "gc_count": sum(b in "GC" for b in seq),
-                "protein": translate(seq) if len(seq) % 3 == 0 and task == "bio-translate" else "",
+                "codons": " ".join(seq[i : i + 3] for i in range(0, len(seq), 3)) if coding else "",
+                "protein": translate(seq) if coding else "",
                 "enzyme": m.group(1) if m else "", "site": m.group(2) if m else "",
                 "site_present": ("yes" if m.group(2) in seq else "no") if m else ""}
 
@@ -138,8 +140,12 @@ def _wrong(task: str, right: str):
         return lambda r: _kit.wrong_integer(r, int(right))
 
     def mutate(r: random.Random) -> str:  # one amino acid changed
-        i = r.randrange(len(right))
-        return right[:i] + r.choice([x for x in "ACDEFGHIKLMNPQRSTVWY" if x != right[i]]) + right[i + 1 :]
+        from Bio.Data.IUPACData import protein_letters_3to1
+
+        residues = right.split("-")
+        i = r.randrange(len(residues))
+        residues[i] = r.choice([a for a in sorted(protein_letters_3to1) if a != residues[i]])
+        return "-".join(residues)
 
     return mutate
 
@@ -158,13 +164,15 @@ SOURCES = (
         format="parquet",
         readme="Synthetic DNA fragments with computed annotations: length, G+C count, translation (for coding "
         "fragments) and the presence of one restriction enzyme's site. Fields: accession, sequence, length, "
-        "gc_count, protein, enzyme, site, site_present (empty when not annotated).",
-        fields={"accession": "id", "sequence": "DNA", "length": "bases", "gc_count": "G+C bases", "protein": "translation",
+        "gc_count, codons (the reading frame, for coding fragments), protein (three-letter codes), enzyme, site, "
+        "site_present (empty when not annotated).",
+        fields={"accession": "id", "sequence": "DNA", "length": "bases", "gc_count": "G+C bases",
+                "codons": "reading frame", "protein": "translation",
                 "enzyme": "enzyme checked", "site": "its recognition site", "site_present": "yes/no"},
         build=_annotations,
         per_task={
             "bio-gc": Suggestion("How many G or C bases are in the DNA sequence {sequence}?", "{gc_count}"),
-            "bio-translate": Suggestion("Translate the DNA coding sequence {sequence} into protein, using one-letter "
+            "bio-translate": Suggestion("Translate the DNA codons {codons} into protein, using three-letter "
                                         "amino-acid codes.", "{protein}"),
             "bio-site": Suggestion("Does the DNA sequence {sequence} contain the {enzyme} recognition site {site}? "
                                    "Options: yes, no", "{site_present}"),
@@ -208,15 +216,15 @@ DOMAIN = Domain(
         TaskSpec(
             id="bio-translate",
             domain="biology",
-            description="Translate a short DNA coding sequence (2-4 codons) into its protein.",
-            instruction="Reply with the protein as 'Answer: <one-letter codes>'.",
-            answer_format="A line 'Answer: <protein>' in one-letter codes, e.g. 'Answer: MKV'.",
+            description="Translate a short DNA reading frame (2-3 codons) into protein (standard genetic code).",
+            instruction="Reply with the protein in three-letter codes joined by hyphens, as 'Answer: <protein>'.",
+            answer_format="A line 'Answer: <protein>' in three-letter codes joined by hyphens, e.g. 'Answer: Met-Lys-Val'.",
             answer_template=_kit.ANSWER_TEMPLATE,
-            answer_pattern=r"Answer:\s*([A-Z*]+)",
+            answer_pattern=r"Answer:\s*([A-Za-z]{3}(?:-[A-Za-z]{3})*)",
             metric="exact",
-            categories=("2 codons", "3 codons", "4 codons"),
+            categories=("2 codons", "3 codons"),
             generate=_kit.generator("bio-translate", translate_q),
-            dev_size=60, test_size=120, max_new_tokens=80, seed=51,
+            dev_size=60, test_size=120, max_new_tokens=48, seed=51,
         ),
         TaskSpec(
             id="bio-site",
