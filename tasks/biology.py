@@ -1,8 +1,8 @@
-"""Biology domain: DNA sequence questions on Biopython's reference data — the
-standard genetic code (NCBI table 1) and the REBASE restriction-enzyme
-sites that ``Bio.Restriction`` ships.
+"""Biology domain: DNA sequence questions on Biopython — base pairing
+(``Bio.Seq``) and the REBASE restriction-enzyme sites that
+``Bio.Restriction`` ships.
 
-Tasks: translate a short reading frame (2-3 codons) into protein; say whether a
+Tasks: write a strand's complement or reverse complement; say whether a
 sequence holds an enzyme's recognition site; count the G and C bases of a
 sequence. Sequences are drawn from a seed; answers are computed with
 Biopython (``solve``), which is also the domain's verifier.
@@ -23,14 +23,6 @@ BASES = "ACGT"
 
 
 @cache
-def codons() -> dict[str, str]:
-    """Sense codon -> one-letter amino acid, standard code."""
-    from Bio.Data import CodonTable
-
-    return dict(sorted(CodonTable.unambiguous_dna_by_id[1].forward_table.items()))
-
-
-@cache
 def enzymes() -> list[tuple[str, str]]:
     """(name, site) of REBASE enzymes with a plain palindromic-or-not 6-base site, by name."""
     from Bio import Restriction
@@ -42,25 +34,33 @@ def enzymes() -> list[tuple[str, str]]:
     return sorted((n, s) for s, n in by_site.items())
 
 
-def translate(seq: str) -> str:
-    """The protein of a coding sequence, in three-letter codes joined by hyphens ('Met-Ala-Lys')."""
-    from Bio.Data.IUPACData import protein_letters_1to3
-    from Bio.Seq import Seq
+def complement(seq: str, reverse: bool) -> str:
+    from Bio.Seq import complement as comp
+    from Bio.Seq import reverse_complement
 
-    return "-".join(protein_letters_1to3[a] for a in str(Seq(seq).translate()))
+    return reverse_complement(seq) if reverse else comp(seq)
+
+
+def spaced(seq: str) -> str:
+    """One base per word, as the strand tasks write sequences: 'A T G C'."""
+    return " ".join(seq)
 
 
 def _seq(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(BASES) for _ in range(n))
 
 
-def translate_q(rng: random.Random) -> Question:
-    n = rng.randint(2, 3)
-    cods = [rng.choice(list(codons())) for _ in range(n)]
-    protein = translate("".join(cods))
-    q = f"Translate the DNA codons {' '.join(cods)} into protein, using three-letter amino-acid codes."
-    why = "; ".join(f"{c} codes for {a}" for c, a in zip(cods, protein.split("-"), strict=True)) + f"; so the protein is {protein}."
-    return Question(q, protein, f"{n} codons", why)
+def strand_q(rng: random.Random) -> Question:
+    seq = _seq(rng, rng.randint(6, 8))
+    reverse = rng.random() < 0.5
+    answer = spaced(complement(seq, reverse))
+    if reverse:
+        q = f"Write the reverse complement of the DNA strand {spaced(seq)}."
+        why = f"Reversed: {spaced(seq[::-1])}; pairing A-T and G-C, each base becomes its partner: {answer}."
+    else:
+        q = f"Write the complementary strand of the DNA strand {spaced(seq)}, base by base."
+        why = f"Pairing A-T and G-C, each base becomes its partner: {answer}."
+    return Question(q, answer, "reverse complement" if reverse else "complement", why)
 
 
 def site_q(rng: random.Random) -> Question:
@@ -89,12 +89,12 @@ def gc_q(rng: random.Random) -> Question:
     return Question(q, str(len(gc)), f"{n} bases", why)
 
 
-DRAW = {"bio-translate": translate_q, "bio-site": site_q, "bio-gc": gc_q}
+DRAW = {"bio-complement": strand_q, "bio-site": site_q, "bio-gc": gc_q}
 
 
 def solve(task_input: str) -> str | None:
-    if m := re.fullmatch(r"Translate the DNA codons ((?:[ACGT]{3} )*[ACGT]{3}) into protein, using three-letter amino-acid codes\.", task_input):
-        return translate(m.group(1).replace(" ", ""))
+    if m := re.fullmatch(r"Write the (reverse complement|complementary strand) of the DNA strand ((?:[ACGT] )*[ACGT])(?:\.|, base by base\.)", task_input):
+        return spaced(complement(m.group(2).replace(" ", ""), m.group(1) == "reverse complement"))
     if m := re.fullmatch(r"Does the DNA sequence ([ACGT]+) contain the \S+ recognition site ([ACGT]+)\? Options: yes, no", task_input):
         return "yes" if m.group(2) in m.group(1) else "no"
     if m := re.fullmatch(r"How many G or C bases are in the DNA sequence ([ACGT]+)\?", task_input):
@@ -114,13 +114,11 @@ def _annotations(rng: random.Random, reserved: Container[str]) -> list[Row]:
     """Sequence records with computed annotations (no questions): the clean source."""
 
     def row(r: random.Random, task: str, q: Question) -> Row:
-        seq = re.search(r"(?:sequence|codons) ((?:[ACGT]{3} )*[ACGT]+)", q.input).group(1).replace(" ", "")
-        coding = task == "bio-translate"
+        seq = re.search(r"(?:sequence|strand) ((?:[ACGT] )*[ACGT]+)", q.input).group(1).replace(" ", "")
         m = re.search(r"the (\S+) recognition site ([ACGT]+)", q.input)
         return {"accession": f"SYN{r.randint(100000, 999999)}", "sequence": seq, "length": len(seq),
                 "gc_count": sum(b in "GC" for b in seq),
-                "codons": " ".join(seq[i : i + 3] for i in range(0, len(seq), 3)) if coding else "",
-                "protein": translate(seq) if coding else "",
+                "complement": complement(seq, False), "reverse_complement": complement(seq, True),
                 "enzyme": m.group(1) if m else "", "site": m.group(2) if m else "",
                 "site_present": ("yes" if m.group(2) in seq else "no") if m else ""}
 
@@ -139,13 +137,11 @@ def _wrong(task: str, right: str):
     if task == "bio-gc":
         return lambda r: _kit.wrong_integer(r, int(right))
 
-    def mutate(r: random.Random) -> str:  # one amino acid changed
-        from Bio.Data.IUPACData import protein_letters_3to1
-
-        residues = right.split("-")
-        i = r.randrange(len(residues))
-        residues[i] = r.choice([a for a in sorted(protein_letters_3to1) if a != residues[i]])
-        return "-".join(residues)
+    def mutate(r: random.Random) -> str:  # one base mispaired
+        bases = right.split()
+        i = r.randrange(len(bases))
+        bases[i] = r.choice([b for b in BASES if b != bases[i]])
+        return " ".join(bases)
 
     return mutate
 
@@ -164,16 +160,13 @@ SOURCES = (
         format="parquet",
         readme="Synthetic DNA fragments with computed annotations: length, G+C count, translation (for coding "
         "fragments) and the presence of one restriction enzyme's site. Fields: accession, sequence, length, "
-        "gc_count, codons (the reading frame, for coding fragments), protein (three-letter codes), enzyme, site, "
-        "site_present (empty when not annotated).",
+        "gc_count, complement, reverse_complement, enzyme, site, site_present (empty when not annotated).",
         fields={"accession": "id", "sequence": "DNA", "length": "bases", "gc_count": "G+C bases",
-                "codons": "reading frame", "protein": "translation",
+                "complement": "complementary strand", "reverse_complement": "reverse complement",
                 "enzyme": "enzyme checked", "site": "its recognition site", "site_present": "yes/no"},
         build=_annotations,
         per_task={
             "bio-gc": Suggestion("How many G or C bases are in the DNA sequence {sequence}?", "{gc_count}"),
-            "bio-translate": Suggestion("Translate the DNA codons {codons} into protein, using three-letter "
-                                        "amino-acid codes.", "{protein}"),
             "bio-site": Suggestion("Does the DNA sequence {sequence} contain the {enzyme} recognition site {site}? "
                                    "Options: yes, no", "{site_present}"),
         },
@@ -207,23 +200,23 @@ SOURCES = (
 
 DOMAIN = Domain(
     name="biology",
-    description="DNA sequence questions grounded in Biopython's genetic code and REBASE enzyme sites.",
+    description="DNA sequence questions grounded in Biopython's base pairing and REBASE enzyme sites.",
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
     verifier=verify,
     tasks=(
         TaskSpec(
-            id="bio-translate",
+            id="bio-complement",
             domain="biology",
-            description="Translate a short DNA reading frame (2-3 codons) into protein (standard genetic code).",
-            instruction="Reply with the protein in three-letter codes joined by hyphens, as 'Answer: <protein>'.",
-            answer_format="A line 'Answer: <protein>' in three-letter codes joined by hyphens, e.g. 'Answer: Met-Lys-Val'.",
+            description="Write the complementary strand or the reverse complement of a short DNA strand (6-8 bases).",
+            instruction="Reply with the strand as 'Answer: <bases>', one base per position separated by spaces.",
+            answer_format="A line 'Answer: <bases>' with the bases separated by spaces, e.g. 'Answer: T A C G G T'.",
             answer_template=_kit.ANSWER_TEMPLATE,
-            answer_pattern=r"Answer:\s*([A-Za-z]{3}(?:-[A-Za-z]{3})*)",
+            answer_pattern=r"Answer:\s*([ACGT](?: [ACGT])*)",
             metric="exact",
-            categories=("2 codons", "3 codons"),
-            generate=_kit.generator("bio-translate", translate_q),
+            categories=("complement", "reverse complement"),
+            generate=_kit.generator("bio-complement", strand_q),
             dev_size=60, test_size=120, max_new_tokens=48, seed=51,
         ),
         TaskSpec(
