@@ -158,8 +158,8 @@ SOURCES = (
     SourceSpec(
         name="sequence_annotations",
         format="parquet",
-        readme="Synthetic DNA fragments with computed annotations: length, G+C count, translation (for coding "
-        "fragments) and the presence of one restriction enzyme's site. Fields: accession, sequence, length, "
+        readme="Synthetic DNA fragments with computed annotations: length, G+C count, complementary and "
+        "reverse-complement strands, and the presence of one restriction enzyme's site. Fields: accession, sequence, length, "
         "gc_count, complement, reverse_complement, enzyme, site, site_present (empty when not annotated).",
         fields={"accession": "id", "sequence": "DNA", "length": "bases", "gc_count": "G+C bases",
                 "complement": "complementary strand", "reverse_complement": "reverse complement",
