@@ -1,8 +1,8 @@
-"""Biology domain: DNA sequence questions on Biopython — base pairing
+"""Biology domain: DNA sequence questions on Biopython — transcription
 (``Bio.Seq``) and the REBASE restriction-enzyme sites that
 ``Bio.Restriction`` ships.
 
-Tasks: write a strand's complement or reverse complement; say whether a
+Tasks: transcribe a DNA coding strand into mRNA; say whether a
 sequence holds an enzyme's recognition site; count the G and C bases of a
 sequence. Sequences are drawn from a seed; answers are computed with
 Biopython (``solve``), which is also the domain's verifier.
@@ -34,15 +34,15 @@ def enzymes() -> list[tuple[str, str]]:
     return sorted((n, s) for s, n in by_site.items())
 
 
-def complement(seq: str, reverse: bool) -> str:
-    from Bio.Seq import complement as comp
-    from Bio.Seq import reverse_complement
+def transcribe(seq: str) -> str:
+    """The mRNA of a DNA coding strand (the same bases, U for T)."""
+    from Bio.Seq import transcribe as bio_transcribe
 
-    return reverse_complement(seq) if reverse else comp(seq)
+    return bio_transcribe(seq)
 
 
 def spaced(seq: str) -> str:
-    """One base per word, as the strand tasks write sequences: 'A T G C'."""
+    """One base per word, as bio-transcribe writes sequences: 'A U G C'."""
     return " ".join(seq)
 
 
@@ -50,17 +50,13 @@ def _seq(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(BASES) for _ in range(n))
 
 
-def strand_q(rng: random.Random) -> Question:
-    seq = _seq(rng, rng.randint(6, 8))
-    reverse = rng.random() < 0.5
-    answer = spaced(complement(seq, reverse))
-    if reverse:
-        q = f"Write the reverse complement of the DNA strand {spaced(seq)}."
-        why = f"Reversed: {spaced(seq[::-1])}; pairing A-T and G-C, each base becomes its partner: {answer}."
-    else:
-        q = f"Write the complementary strand of the DNA strand {spaced(seq)}, base by base."
-        why = f"Pairing A-T and G-C, each base becomes its partner: {answer}."
-    return Question(q, answer, "reverse complement" if reverse else "complement", why)
+def transcribe_q(rng: random.Random) -> Question:
+    n = rng.randint(6, 9)
+    seq = _seq(rng, n)
+    mrna = spaced(transcribe(seq))
+    q = f"Transcribe the DNA coding strand {spaced(seq)} into mRNA."
+    why = f"The mRNA repeats the coding strand with U in place of T: {spaced(seq)} -> {mrna}."
+    return Question(q, mrna, f"{n} bases", why)
 
 
 def site_q(rng: random.Random) -> Question:
@@ -89,12 +85,12 @@ def gc_q(rng: random.Random) -> Question:
     return Question(q, str(len(gc)), f"{n} bases", why)
 
 
-DRAW = {"bio-complement": strand_q, "bio-site": site_q, "bio-gc": gc_q}
+DRAW = {"bio-transcribe": transcribe_q, "bio-site": site_q, "bio-gc": gc_q}
 
 
 def solve(task_input: str) -> str | None:
-    if m := re.fullmatch(r"Write the (reverse complement|complementary strand) of the DNA strand ((?:[ACGT] )*[ACGT])(?:\.|, base by base\.)", task_input):
-        return spaced(complement(m.group(2).replace(" ", ""), m.group(1) == "reverse complement"))
+    if m := re.fullmatch(r"Transcribe the DNA coding strand ((?:[ACGT] )*[ACGT]) into mRNA\.", task_input):
+        return spaced(transcribe(m.group(1).replace(" ", "")))
     if m := re.fullmatch(r"Does the DNA sequence ([ACGT]+) contain the \S+ recognition site ([ACGT]+)\? Options: yes, no", task_input):
         return "yes" if m.group(2) in m.group(1) else "no"
     if m := re.fullmatch(r"How many G or C bases are in the DNA sequence ([ACGT]+)\?", task_input):
@@ -118,7 +114,7 @@ def _annotations(rng: random.Random, reserved: Container[str]) -> list[Row]:
         m = re.search(r"the (\S+) recognition site ([ACGT]+)", q.input)
         return {"accession": f"SYN{r.randint(100000, 999999)}", "sequence": seq, "length": len(seq),
                 "gc_count": sum(b in "GC" for b in seq),
-                "complement": complement(seq, False), "reverse_complement": complement(seq, True),
+                "mrna": transcribe(seq),
                 "enzyme": m.group(1) if m else "", "site": m.group(2) if m else "",
                 "site_present": ("yes" if m.group(2) in seq else "no") if m else ""}
 
@@ -137,10 +133,10 @@ def _wrong(task: str, right: str):
     if task == "bio-gc":
         return lambda r: _kit.wrong_integer(r, int(right))
 
-    def mutate(r: random.Random) -> str:  # one base mispaired
+    def mutate(r: random.Random) -> str:  # one base miscopied
         bases = right.split()
         i = r.randrange(len(bases))
-        bases[i] = r.choice([b for b in BASES if b != bases[i]])
+        bases[i] = r.choice([b for b in "ACGU" if b != bases[i]])
         return " ".join(bases)
 
     return mutate
@@ -158,11 +154,11 @@ SOURCES = (
     SourceSpec(
         name="sequence_annotations",
         format="parquet",
-        readme="Synthetic DNA fragments with computed annotations: length, G+C count, complementary and "
-        "reverse-complement strands, and the presence of one restriction enzyme's site. Fields: accession, sequence, length, "
-        "gc_count, complement, reverse_complement, enzyme, site, site_present (empty when not annotated).",
+        readme="Synthetic DNA fragments with computed annotations: length, G+C count, the mRNA transcribed "
+        "from the fragment as a coding strand, and the presence of one restriction enzyme's site. Fields: accession, sequence, length, "
+        "gc_count, mrna, enzyme, site, site_present (empty when not annotated).",
         fields={"accession": "id", "sequence": "DNA", "length": "bases", "gc_count": "G+C bases",
-                "complement": "complementary strand", "reverse_complement": "reverse complement",
+                "mrna": "transcript",
                 "enzyme": "enzyme checked", "site": "its recognition site", "site_present": "yes/no"},
         build=_annotations,
         per_task={
@@ -200,23 +196,23 @@ SOURCES = (
 
 DOMAIN = Domain(
     name="biology",
-    description="DNA sequence questions grounded in Biopython's base pairing and REBASE enzyme sites.",
+    description="DNA sequence questions grounded in Biopython's transcription and REBASE enzyme sites.",
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
     verifier=verify,
     tasks=(
         TaskSpec(
-            id="bio-complement",
+            id="bio-transcribe",
             domain="biology",
-            description="Write the complementary strand or the reverse complement of a short DNA strand (6-8 bases).",
-            instruction="Reply with the strand as 'Answer: <bases>', one base per position separated by spaces.",
-            answer_format="A line 'Answer: <bases>' with the bases separated by spaces, e.g. 'Answer: T A C G G T'.",
+            description="Transcribe a short DNA coding strand (6-9 bases) into its mRNA.",
+            instruction="Reply with the mRNA as 'Answer: <bases>', one base per position separated by spaces.",
+            answer_format="A line 'Answer: <bases>' with the bases separated by spaces, e.g. 'Answer: A U G G C U'.",
             answer_template=_kit.ANSWER_TEMPLATE,
-            answer_pattern=r"Answer:\s*([ACGT](?: [ACGT])*)",
+            answer_pattern=r"Answer:\s*([ACGU](?: [ACGU])*)",
             metric="exact",
-            categories=("complement", "reverse complement"),
-            generate=_kit.generator("bio-complement", strand_q),
+            categories=("6 bases", "7 bases", "8 bases", "9 bases"),
+            generate=_kit.generator("bio-transcribe", transcribe_q),
             dev_size=60, test_size=120, max_new_tokens=48, seed=51,
         ),
         TaskSpec(
