@@ -118,7 +118,9 @@ def _annotations(rng: random.Random, reserved: Container[str]) -> list[Row]:
                 "enzyme": m.group(1) if m else "", "site": m.group(2) if m else "",
                 "site_present": ("yes" if m.group(2) in seq else "no") if m else ""}
 
-    return _kit.question_rows(rng, reserved, 2400, DRAW, row)
+    rows = _kit.question_rows(rng, reserved, 2400, DRAW, row)
+    # a fragment drawn for one task may be a dev/test sequence of another: drop rows a card mapping turns into one
+    return [r for r in rows if not any(h.prompt.format(**r) in reserved for h in _ANNOTATION_HINTS.values())]
 
 
 def _lab_notebook(rng: random.Random, reserved: Container[str]) -> list[Row]:
@@ -150,6 +152,11 @@ def _forum(rng: random.Random, reserved: Container[str]) -> list[Row]:
     return _kit.question_rows(rng, reserved, 2400, DRAW, row)
 
 
+_ANNOTATION_HINTS = {
+    "bio-gc": Suggestion("How many G or C bases are in the DNA sequence {sequence}?", "{gc_count}"),
+    "bio-site": Suggestion("Does the DNA sequence {sequence} contain the {enzyme} recognition site {site}? Options: yes, no",
+                           "{site_present}"),
+}
 SOURCES = (
     SourceSpec(
         name="sequence_annotations",
@@ -161,11 +168,7 @@ SOURCES = (
                 "mrna": "transcript",
                 "enzyme": "enzyme checked", "site": "its recognition site", "site_present": "yes/no"},
         build=_annotations,
-        per_task={
-            "bio-gc": Suggestion("How many G or C bases are in the DNA sequence {sequence}?", "{gc_count}"),
-            "bio-site": Suggestion("Does the DNA sequence {sequence} contain the {enzyme} recognition site {site}? "
-                                   "Options: yes, no", "{site_present}"),
-        },
+        per_task=_ANNOTATION_HINTS,
         role="clean",
     ),
     SourceSpec(
