@@ -7,10 +7,11 @@ Layout under ``FTDOJO_HOME``::
     data/<domain>/<fingerprint>/dev/<task>.jsonl     visible dev splits
     sealed/<domain>/<fingerprint>/<task>.jsonl       sealed test splits
 
-The fingerprint hashes the domain module's source, so a generator change
+The fingerprint hashes the domain module's source and this one, so a generator change
 yields a new folder instead of silently mixing versions. Test items are drawn
 first, dev items are disjoint from them, and every source skips the inputs of
-all dev and test items and their near-copies (the referee's n-gram rule); a
+all dev and test items and their near-copies (the referee's n-gram rule), also
+once a row is mapped as its card suggests; a
 leak-trap source (``role="leak"``) is the one deliberate exception: it is
 built from the test items so that the referee's overlap check has something
 to catch. Files are written atomically under a lock, so
@@ -31,13 +32,13 @@ from pathlib import Path
 from filelock import FileLock
 
 from ftdojo import overlap, paths
-from ftdojo.tasking import Domain, Item, Row, TaskSpec
+from ftdojo.tasking import Domain, Item, Row, SourceSpec, TaskSpec
 
 
 def fingerprint(domain: Domain) -> str:
     """Hash of what defines the domain's bytes: its module's source, or its YAML and data files."""
     if domain.origin in sys.modules:
-        sources = [inspect.getsource(sys.modules[m]) for m in (domain.origin, *domain.depends)]
+        sources = [inspect.getsource(sys.modules[m]) for m in (domain.origin, *domain.depends, __name__)]
         return paths.sha256_json([*sources, domain.seed])[:12]
     files = domain.origin.split(os.pathsep) + [t.items_file for t in domain.tasks if t.items_file]
     files += [str(s.build.args[0]) for s in domain.sources if hasattr(s.build, "args")]
@@ -129,8 +130,25 @@ def _write_all(domain: Domain, root: Path) -> None:
     raw = root / "raw"
     for src in domain.sources:
         rows = src.build(random.Random(f"{domain.name}:{src.name}:{domain.seed}"), reserved)
+        if src.role in GENERATED_ROLES:
+            rows = [r for r in rows if not _maps_into(reserved, src, domain.tasks, r)]
         write_rows(raw / f"{src.name}.{src.format}", src.format, rows)
         paths.atomic_write_text(raw / f"{src.name}.md", f"# {src.name}\n\n{src.readme}\n")
+
+
+GENERATED_ROLES = ("clean", "traces", "noisy", "irrelevant")
+"""Roles of the built-in generated sources that must hold no held-out question (not the leak trap; not a
+user's own files, whose leaks the referee's overlap check is there to flag)."""
+
+
+def _maps_into(reserved: Reserved, src: SourceSpec, tasks: tuple[TaskSpec, ...], row: Row) -> bool:
+    """Whether the mapping the source's card suggests for some task turns ``row`` into a near-copy of a
+    dev or test input: a row drawn for one task can be another task's held-out question once mapped."""
+    for task in tasks:
+        prompt = src.suggestion(task.id).prompt
+        if prompt and prompt.format(**row) in reserved:
+            return True
+    return False
 
 
 def _jsonl(rows: list[Item] | list[Row]) -> str:

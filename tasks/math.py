@@ -146,24 +146,12 @@ def verify(task_input: str, answer: str) -> bool | None:
 # --- raw sources --------------------------------------------------------------------
 
 
-def _rows(rng: random.Random, reserved: Container[str], n: int, make) -> list[Row]:
-    rows: list[Row] = []
-    seen: set[str] = set()
-    while len(rows) < n:
-        row, key = make(rng)
-        if key in reserved or key in seen:
-            continue
-        seen.add(key)
-        rows.append(row)
-    return rows
-
-
 def _gradeschool(rng: random.Random, reserved: Container[str]) -> list[Row]:
     def make(r):
         q, a, cat, _ = word_problem(r)
         return {"question": q, "answer": a, "topic": cat}, q
 
-    return _rows(rng, reserved, 2500, make)
+    return _kit.draw_rows(rng, reserved, 2500, make)
 
 
 def _drills(rng: random.Random, reserved: Container[str]) -> list[Row]:
@@ -171,7 +159,7 @@ def _drills(rng: random.Random, reserved: Container[str]) -> list[Row]:
         eq, x, cat, _ = equation(r)
         return {"equation": eq, "solution": x, "form": cat}, f"Solve for x: {eq}"
 
-    return _rows(rng, reserved, 2500, make)
+    return _kit.draw_rows(rng, reserved, 2500, make)
 
 
 def _worked(rng: random.Random, reserved: Container[str]) -> list[Row]:
@@ -183,7 +171,7 @@ def _worked(rng: random.Random, reserved: Container[str]) -> list[Row]:
         q = f"Solve for x: {eq}"
         return {"problem": q, "solution": f"{steps} So the answer is {x}.", "final": x}, q
 
-    return _rows(rng, reserved, 1500, make)
+    return _kit.draw_rows(rng, reserved, 1500, make)
 
 
 def _forum(rng: random.Random, reserved: Container[str]) -> list[Row]:
@@ -197,7 +185,7 @@ def _forum(rng: random.Random, reserved: Container[str]) -> list[Row]:
             a = a + r.choice([-3, -2, -1, 1, 2, 3, 10])
         return {"post": f"Can someone help? {q}", "question": q, "accepted_reply": str(a), "votes": r.randint(0, 40)}, q
 
-    return _rows(rng, reserved, 2000, make)
+    return _kit.draw_rows(rng, reserved, 2000, make)
 
 
 SOURCES = (

@@ -12,7 +12,7 @@ from actors.supervisor import leaked
 from ftdojo import overlap, paths, repository, scoring
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.messages import Budget
-from ftdojo.tasking import domains, get_domain
+from ftdojo.tasking import Domain, SourceSpec, Suggestion, TaskSpec, domains, get_domain
 from tasks import biology, chemistry, finance, tableqa
 
 NEW = ("chemistry", "tableqa", "finance", "biology")
@@ -43,7 +43,7 @@ def _price_windows(rows) -> tuple[int, int]:
 
 OWN_FORMAT = {"table_questions_csv": _csv_tables, "price_windows": _price_windows}
 SOLVERS = {"chemistry": chemistry.solve, "tableqa": tableqa.solve, "finance": finance.solve, "biology": biology.solve}
-TELLS = re.compile(r"noisy|noise|wrong|incorrect|leak|contaminat|test set|benchmark|irrelevant|unrelated|trap", re.I)
+TELLS = re.compile(r"noisy|noise|wrong|incorrect|leak|contaminat|test set|benchmark|irrelevant|unrelated|trap", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,33 @@ def test_dev_and_test_never_overlap_and_only_the_leak_trap_holds_test_items(suit
                 assert rate > 0.3, (d.name, s.name, rate)
             else:
                 assert rate == 0.0, (d.name, s.name, rate)
+
+
+def test_the_repository_drops_rows_that_a_card_mapping_turns_into_a_held_out_question(tmp_path, monkeypatch) -> None:
+    """A builder checks its own question text, but a row drawn for one task can be another task's
+    sealed question once mapped as the card suggests (biology's annotation table did this)."""
+    monkeypatch.setenv("FTDOJO_HOME", str(tmp_path))
+    ask = "How many vowels are in the word {word}?"
+
+    def generate(rng: random.Random) -> dict:
+        w = "".join(rng.choice("abcdefghij") for _ in range(9))
+        return {"input": ask.format(word=w), "answer": str(sum(c in "aei" for c in w)), "category": "w"}
+
+    def words(rng: random.Random, reserved) -> list[dict]:  # ignores the mapping: every held-out word, and fresh ones
+        held = list(dict.fromkeys(re.search(r"word (\w+)\?", q).group(1) for q in reserved.inputs))
+        return [{"word": w} for w in held + ["zzzzzzzzz", "yyyyyyyyy"]]
+
+    task = TaskSpec(id="vowels", domain="toy", description="d", instruction="i", answer_format="f",
+                    answer_template="Answer: {answer}", answer_pattern=r"Answer:\s*(\d+)", metric="exact_match",
+                    categories=("w",), generate=generate, dev_size=5, test_size=5)
+    mapping = {"vowels": Suggestion(ask, "")}
+    domain = Domain(name="toy", description="d", tasks=(task,), origin=__name__, sources=tuple(
+        SourceSpec(name=role, format="jsonl", readme="r", fields={"word": "w"}, build=words, per_task=mapping, role=role)
+        for role in ("clean", "other")))
+    repository.materialize(domain)
+    kept = {s.role: [r["word"] for r in _rows(domain, s)] for s in domain.sources}
+    assert kept["clean"] == ["zzzzzzzzz", "yyyyyyyyy"]  # the ten dev/test words are gone
+    assert len(kept["other"]) == 12  # a user's own file is kept whole: the referee's overlap check flags its leaks
 
 
 @pytest.mark.parametrize("domain", NEW)
