@@ -173,7 +173,7 @@ def summarize(records: list[RunRecord]) -> dict[str, Any]:
             for r in records if not headline(r)
         ],
         "curves": {t: dict(v) for t, v in curves.items()},
-        "calibration": calibration(means, direction),
+        "calibration": calibration(means, direction, {(r["task"], r["agent"]): r["n"] for r in rows}),
     }
 
 
@@ -182,10 +182,11 @@ LEARNABLE_GAIN = 0.10
 BASELINES = ("zero-shot", "naive-sft")
 
 
-def calibration(means: dict[str, dict[str, float]], direction: dict[str, str]) -> dict[str, Any] | None:
-    """Per task: zero-shot, naive-sft and the best curated agent (any other); whether the task is
-    learnable (best agent >= zero-shot + 10 points) and whether curation matters (best curated
-    agent above naive-sft). None unless zero-shot ran."""
+def calibration(means: dict[str, dict[str, float]], direction: dict[str, str],
+                n: dict[tuple[str, str], int]) -> dict[str, Any] | None:
+    """Per task: zero-shot, naive-sft and the best curated agent (any other), with the number of seeds
+    behind each mean (``n``); whether the task is learnable (best agent >= zero-shot + 10 points) and
+    whether curation matters (best curated agent above naive-sft). None unless zero-shot ran."""
     rows = []
     for task in sorted(means):
         m, sign = means[task], (1.0 if direction[task] == "max" else -1.0)
@@ -200,6 +201,7 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str]) -
             "curated": m[top] if top else None, "best_agent": best, "gain": sign * (m[best] - m["zero-shot"]),
             "learnable": None if len(m) == 1 else sign * (m[best] - m["zero-shot"]) >= LEARNABLE_GAIN - 1e-9,
             "curation_matters": None if top is None or naive is None else sign * (m[top] - naive) > 0,
+            "seeds": [n.get((task, a), 0) if a else 0 for a in ("zero-shot", "naive-sft", top)],
         })
     if not rows:
         return None
@@ -272,15 +274,16 @@ def markdown(s: dict[str, Any], wall_s: float | None = None) -> str:
         lines += ["", f"Calibration: **{cal['learnable']} of {cal['tasks']} tasks learnable** (the best agent at least "
                   f"{100 * LEARNABLE_GAIN:.0f} points above zero-shot)"
                   + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft)"
-                     if cal["judged"] else "") + ". Mean test score (%):", "",
-                  "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters |",
-                  "|---|---|---|---|---|---|---|"]
+                     if cal["judged"] else "") + ". Mean test score (%) over the seeds counted in the last column:", "",
+                  "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters "
+                  "| seeds (zero-shot / naive-sft / curated) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in cal["rows"]:
             cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
             matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
             learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
             lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {100 * r['gain']:+.1f} | "
-                         f"{learnable} | {matters} |")
+                         f"{learnable} | {matters} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
     if s["flagged"]:
         lines += ["", "Runs kept out of the statistics:", ""]
         lines += [f"- {f['task']} / {f['agent']} / seed {f['seed']}: {f['why']}" for f in s["flagged"]]
