@@ -128,6 +128,28 @@ def test_dev_and_test_never_overlap_and_only_the_leak_trap_holds_test_items(suit
                 assert rate == 0.0, (d.name, s.name, rate)
 
 
+def test_no_source_but_the_leak_trap_names_a_compound_that_a_dev_or_test_item_asks_about(suite) -> None:
+    """Beyond the 8-gram rule: a compound table row or a tutor answer about a held-out molecule
+    would hand over its answer in another wording."""
+    d = suite["chemistry"]
+    named = re.compile(r"molecule of (.+), molecular formula|SMILES (\S+) contain\?")
+
+    def compounds(texts) -> set[str]:
+        return {m.group(1) or m.group(2) for t in texts if (m := named.search(t))}
+
+    held = compounds(i["input"] for t in d.tasks for i in _split(d, t, "dev") + _split(d, t, "test"))
+    assert len(held) > 500
+    for s in d.sources:
+        rows = _rows(d, s)
+        seen = {r["name"] for r in rows} | {r["smiles"] for r in rows} if s.name == "compound_registry" else compounds(
+            str(v) for r in rows for v in r.values())
+        if s.role == "leak":
+            assert len(seen & held) > 100, s.name
+        else:
+            assert not seen & held, (s.name, sorted(seen & held)[:3])
+            assert len(seen) > 100 or s.role == "irrelevant", s.name  # the check saw compounds
+
+
 def test_the_repository_drops_rows_that_a_card_mapping_turns_into_a_held_out_question(tmp_path, monkeypatch) -> None:
     """A builder checks its own question text, but a row drawn for one task can be another task's
     sealed question once mapped as the card suggests (biology's annotation table did this)."""
