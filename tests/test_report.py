@@ -153,6 +153,7 @@ def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_mat
     assert "| t-flat | 40.0 | 45.0 | 48.0 (ft-agent) | +8.0 | no | yes | 3 / 3 / 3 |" in md  # the flagged run is not a seed
     assert by["t-easy"]["seeds"] == [3, 3, 3]
     assert report.summarize([_rec("t", "a", 0, 0.5, [1])])["calibration"] is None  # no zero-shot: no calibration
-    alone = report.summarize(recs + [_rec("t-new", "zero-shot", 0, 0.0, [0])])["calibration"]  # nothing trained yet: not judged
+    with_new = report.summarize(recs + [_rec("t-new", "zero-shot", 0, 0.0, [0])])
+    alone = with_new["calibration"]  # nothing trained yet: not judged
     assert {r["task"]: r["learnable"] for r in alone["rows"]}["t-new"] is None and (alone["learnable"], alone["tasks"]) == (2, 3)
-    assert "| t-new | 0.0 | — | — | +0.0 | — | — | 1 / — / — |" in report.markdown(report.summarize(recs + [_rec("t-new", "zero-shot", 0, 0.0, [0])]))
+    assert "| t-new | 0.0 | — | — | +0.0 | — | — | 1 / — / — |" in report.markdown(with_new)

@@ -165,7 +165,7 @@ def test_the_repository_drops_rows_that_a_card_mapping_turns_into_a_held_out_que
         return [{"word": w} for w in held + ["zzzzzzzzz", "yyyyyyyyy"]]
 
     task = TaskSpec(id="vowels", domain="toy", description="d", instruction="i", answer_format="f",
-                    answer_template="Answer: {answer}", answer_pattern=r"Answer:\s*(\d+)", metric="exact_match",
+                    answer_template="Answer: {answer}", answer_pattern=r"Answer:\s*(\d+)", metric="exact",
                     categories=("w",), generate=generate, dev_size=5, test_size=5)
     mapping = {"vowels": Suggestion(ask, "")}
     domain = Domain(name="toy", description="d", tasks=(task,), origin=__name__, sources=tuple(
