@@ -4,7 +4,9 @@ The reasoning is delegated to a backbone (``ftdojo.backbones``): the
 deterministic heuristic expert policy below, or an LLM. The planner owns
 what does not depend on the backbone: choosing the parent (the best node, or
 the last one for the ``linear`` ablation), unique plan ids, and clipping the
-plan to the budget that is left.
+plan to the budget that is left. A plan that trains longer on the same data
+continues its parent's adapter (``TrainConfig.init="parent"``) rather than
+repeating the parent's training from the base model.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class HeuristicPolicy:
         last = history[-1]
         codes = {f.code for f in (last.feedback.findings if last.feedback else [])}
         src = parent.plan if parent is not None and parent.plan else last.plan
-        recipe, train = (src.recipe, src.train) if src else (reasoning_first_recipe(card), base)
+        recipe, train = (src.recipe, src.train.model_copy(update={"init": "base"})) if src else (reasoning_first_recipe(card), base)
         noisy = {f.message.split(":")[0] for f in (last.feedback.findings if last.feedback else []) if f.code == "suspected_noise"}
         if last.plan is None:  # the backbone failed last time: fall back to the parent or the first plan
             return "Previous proposal failed; retry from the best node.", (src.recipe if parent else reasoning_first_recipe(card)), (src.train if parent else base)
@@ -89,10 +91,12 @@ class HeuristicPolicy:
         if "format_errors" in codes and not recipe.require_parseable:
             return "Many outputs are unparseable: train only on targets in the task format.", recipe.model_copy(update={"require_parseable": True}), train
         if "underfit" in codes and "regression" not in codes:
-            return "Loss was still falling: train 1.5x longer from the same data.", recipe, train.model_copy(update={"steps": int(train.steps * 1.5)})
+            return ("Loss was still falling: continue training the parent's adapter on the same data.", recipe,
+                    train.model_copy(update={"steps": int(train.steps * 1.5), "init": "parent"}))
         if "regression" in codes or "overfit" in codes:
             return "The last change hurt dev: from the best node, halve the learning rate.", recipe, train.model_copy(update={"lr": train.lr / 2})
-        return "Plateau: train longer at a slightly lower learning rate.", recipe, train.model_copy(update={"steps": int(train.steps * 1.25), "lr": train.lr * 0.7})
+        return ("Plateau: continue the parent's adapter at a slightly lower learning rate.", recipe,
+                train.model_copy(update={"steps": int(train.steps * 1.25), "lr": train.lr * 0.7, "init": "parent"}))
 
 
 class Planner:
@@ -109,7 +113,8 @@ class Planner:
         parent = (history[-1] if history and history[-1].status == "ok" else None) if self.linear else best_node(history, card.direction)
         hypothesis, recipe, train = await self.backbone.propose(card, history, parent, base)
         steps = max(1, min(train.steps, steps_left))
-        train = train.model_copy(update={"steps": steps, "warmup_steps": min(train.warmup_steps, max(0, steps // 5))})
+        init = train.init if parent is not None else "base"  # nothing to continue without a parent
+        train = train.model_copy(update={"steps": steps, "warmup_steps": min(train.warmup_steps, max(0, steps // 5)), "init": init})
         return Plan(
             plan_id=f"it{len(history)}",
             hypothesis=hypothesis,

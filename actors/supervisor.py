@@ -244,7 +244,7 @@ class RunSupervisor:
                 self.phase = "train"
                 if self.trainer is None:
                     self.trainer = self._spawn_trainer()
-                result = await call(self.trainer, "train", plan, curated, self.card)
+                result = await call(self.trainer, "train", plan, curated, self.card, self._init_adapter(plan))
                 await self._event("train", plan.plan_id, result.wall_s, status=result.status, steps=result.steps,
                                   final_loss=result.losses[-1] if result.losses else None,
                                   tokens_per_s=round(result.tokens_per_s, 1), error=result.error)
@@ -294,6 +294,20 @@ class RunSupervisor:
             dev=round(dev.score, 4) if dev else None,
         )
         return exp
+
+
+    def _init_adapter(self, plan: Plan) -> str | None:
+        """The parent's adapter folder for a plan that continues it; a plan that cannot is rejected."""
+        if plan.train.init == "base":
+            return None
+        parent = next((e for e in self.experiments if e.id == plan.parent), None)
+        if parent is None or parent.status != "ok" or parent.train is None or not parent.train.checkpoint:
+            raise UserError(f"plan {plan.plan_id}: train.init='parent' needs a trained parent experiment "
+                            f"(parent={plan.parent!r}); use train.init='base'")
+        if plan.train.method != "lora" or parent.plan is None or parent.plan.train.method != "lora":
+            raise UserError(f"plan {plan.plan_id}: train.init='parent' continues a LoRA adapter; "
+                            f"use train.method='lora' on both, or train.init='base'")
+        return parent.train.checkpoint
 
 
 def _is_actor_death(e: BaseException) -> bool:

@@ -22,7 +22,8 @@ class Trainer:
         self.threads = threads
         warm("ray.train.torch")  # torch and Ray Train (not transformers: its lazy module is not thread-safe to import)
 
-    async def train(self, plan: Plan, data: CuratedData, card: TaskCard) -> TrainResult:
+    async def train(self, plan: Plan, data: CuratedData, card: TaskCard, init_adapter: str | None = None) -> TrainResult:
+        """``init_adapter``: the parent's adapter folder when the plan continues it (``train.init="parent"``)."""
         await call(self.env, "charge_train_steps", plan.train.steps)
         return training.fit(
             plan_id=plan.plan_id,
@@ -33,4 +34,5 @@ class Trainer:
             prompt=plan.prompt,
             instruction=card.instruction,
             threads=self.threads,
+            init_adapter=init_adapter,
         )

@@ -79,7 +79,7 @@ def summarize(exp: Experiment) -> dict[str, Any]:
     if exp.plan:
         out["hypothesis"] = exp.plan.hypothesis
         out["recipe"] = exp.plan.recipe.model_dump(exclude={"kind"})
-        out["train"] = exp.plan.train.model_dump(include={"steps", "lr", "batch_size", "max_length", "method"})
+        out["train"] = exp.plan.train.model_dump(include={"steps", "lr", "batch_size", "max_length", "method", "init"})
     if exp.validation:
         out["checks"] = {c.name: f"{c.status}: {c.reason}" for c in exp.validation.checks if c.status != "pass"}
     if exp.train and exp.train.losses:

@@ -201,6 +201,9 @@ class TrainConfig(Message):
     """bf16 autocast over fp32 master weights; auto: bf16 where the device has native bf16."""
     seed: int = 0
     """Seed for init and data order."""
+    init: Literal["base", "parent"] = "base"
+    """Start from fresh adapters on the base model, or continue training the parent experiment's
+    LoRA adapter (its rank, alpha and target modules carry over)."""
 
 
 class PromptSpec(Message):

@@ -163,7 +163,11 @@ def run_loop(cfg: dict[str, Any], session: Session) -> None:
         model.set_attn_implementation(attention_impl(device_type, tc.max_length))
     if tc.method == "lora" and bf16:
         model.to(torch.bfloat16)  # frozen weights in bf16 (autocast would cast them every step); adapters stay fp32
-    if tc.method == "lora":
+    if tc.method == "lora" and cfg.get("init_adapter"):  # continue the parent's adapter
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg["init_adapter"], is_trainable=True)
+    elif tc.method == "lora":
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(
@@ -174,6 +178,7 @@ def run_loop(cfg: dict[str, Any], session: Session) -> None:
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
+    if tc.method == "lora":
         for p in model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
@@ -286,8 +291,10 @@ def fit(
     threads: int = 1,
     save: bool = True,
     smoke: bool = False,
+    init_adapter: str | None = None,
 ) -> TrainResult:
-    """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``."""
+    """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``.
+    ``init_adapter``: a LoRA adapter folder to continue training instead of fresh adapters."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -302,6 +309,7 @@ def fit(
         "save": save,
         "constant_lr": smoke,
         "fixed_batch": smoke,
+        "init_adapter": init_adapter,
     }
     t0 = time.perf_counter()
     scaling = ScalingConfig(

@@ -11,6 +11,7 @@ from actors.diagnostician import Diagnostician
 from actors.planner import HeuristicPolicy, Planner
 from actors.supervisor import RunSupervisor
 from ftdojo import backbones, config
+from ftdojo.errors import UserError
 from ftdojo.messages import (
     Budget,
     Check,
@@ -84,6 +85,23 @@ def test_heuristic_planner_drops_noisy_source_and_fixes_rejections() -> None:
     assert train.max_length == 64 and train.lr == 1e-3
 
 
+def test_training_longer_continues_the_parents_adapter_and_a_changed_plan_starts_fresh() -> None:
+    planner = Planner(HeuristicPolicy())
+    falling = _exp("it0", 0.5, losses=[2.0, 1.6, 1.2, 0.9, 0.7, 0.5])
+    falling = falling.model_copy(update={"feedback": asyncio.run(Diagnostician().diagnose(falling, None, None, CARD))})
+    assert "underfit" in {f.code for f in falling.feedback.findings}
+    plan = asyncio.run(planner.propose(CARD, [falling], TrainConfig(), steps_left=80))
+    assert plan.parent == "it0" and plan.train.init == "parent" and plan.train.steps == 80
+    assert plan.recipe == falling.plan.recipe  # same data: only the continuation is new
+    noisy = _exp("it1", 0.5, src_losses={"clean": 0.2, "forum": 0.9}, parent="it0")
+    noisy = noisy.model_copy(update={"plan": noisy.plan.model_copy(update={"train": TrainConfig(init="parent")})})
+    noisy = noisy.model_copy(update={"feedback": asyncio.run(Diagnostician().diagnose(noisy, None, None, CARD))})
+    changed = asyncio.run(planner.propose(CARD, [noisy], TrainConfig(), steps_left=80))
+    assert [m.source for m in changed.recipe.sources] == ["clean"] and changed.train.init == "base"
+    first = asyncio.run(planner.propose(CARD, [], TrainConfig(init="parent"), steps_left=80))
+    assert first.parent is None and first.train.init == "base"  # nothing to continue yet
+
+
 def test_linear_ablation_continues_from_the_last_node() -> None:
     good, worse = _exp("it0", 0.8), _exp("it1", 0.2, parent="it0")
     assert asyncio.run(Planner(HeuristicPolicy(), linear=True).propose(CARD, [good, worse], TrainConfig(), 100)).parent == "it1"
@@ -105,6 +123,19 @@ def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp
     best = best_node(rec.experiments, "max")
     assert rec.final.checkpoint == best.train.checkpoint and not rec.fallback_to_base
     assert rec.usage["train_steps"] <= 100
+    continued = [e for e in rec.experiments if e.plan.train.init == "parent"]
+    assert continued and all(e.status == "ok" and e.parent in {x.id for x in rec.experiments} for e in continued)
+
+
+def test_a_plan_that_continues_a_missing_parent_is_rejected_by_name(math_domain, tmp_path) -> None:
+    prof = config.load_profile("tiny")
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    sup = RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "w"))
+    mapping = SourceMapping(source="algebra_drills", prompt="Solve for x: {equation}", answer="Answer: {solution}")
+    plan = Plan(plan_id="it0", hypothesis="h", parent="it9", recipe=DataRecipe(sources=[mapping]), train=TrainConfig(init="parent"))
+    with pytest.raises(UserError, match=r"train\.init='parent'.*parent='it9'"):
+        sup._init_adapter(plan)
+    assert sup._init_adapter(plan.model_copy(update={"train": TrainConfig()})) is None
 
 
 class BrokenPlans:

@@ -40,6 +40,22 @@ def test_lora_loss_falls_and_checkpoint_is_adapter_only(tmp_path, tiny_model) ->
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
 
 
+def test_continuing_an_adapter_starts_from_the_parents_loss(tmp_path, tiny_model) -> None:
+    parent = _fit(tmp_path / "p", tiny_model)
+    fresh = _fit(tmp_path / "f", tiny_model, steps=5, lr=1e-4, warmup_steps=0)
+    data = tmp_path / "p" / "train.jsonl"
+    cont = training.fit(
+        plan_id="c", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / "c" / "adapter"),
+        train=TrainConfig(steps=5, batch_size=8, lr=1e-4, warmup_steps=0), prompt=PromptSpec(), instruction=INSTR,
+        init_adapter=parent.checkpoint,
+    )
+    assert cont.status == "ok", cont.error
+    tail = sum(parent.losses[-5:]) / 5
+    assert max(cont.losses) < 0.5 * min(fresh.losses), (cont.losses, fresh.losses)
+    assert sum(cont.losses) / 5 < 1.5 * tail, (cont.losses, tail)
+    assert training.checkpoint_sha256(cont.checkpoint) != training.checkpoint_sha256(parent.checkpoint)
+
+
 def test_checkpoint_reloads_to_same_outputs(tmp_path, tiny_model) -> None:
     from peft import PeftModel
 
