@@ -369,6 +369,9 @@ class EvalReport(Message):
     """Generation and scoring time."""
     item_scores: list[float] = Field(default_factory=list)
     """Score of each item in split order, for paired tests between agents."""
+    cached: bool = False
+    """Reused from an identical earlier evaluation (the base model on the same sealed items, decoding
+    settings and code); greedy decoding makes it the same report, so only its wall time differs."""
 
 
 class Candidate(Message):

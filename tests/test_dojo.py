@@ -8,10 +8,10 @@ import json
 import pytest
 from pydantic_core import to_jsonable_python
 
-from ftdojo import repository
+from ftdojo import evaluation, repository
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.errors import AccessDenied, BudgetExceeded, UnknownName
-from ftdojo.messages import Budget, Candidate
+from ftdojo.messages import Budget, Candidate, PromptSpec
 
 
 @pytest.fixture()
@@ -65,6 +65,22 @@ def test_referee_scores_test_and_hashes_it(math_domain, tiny_model) -> None:
     report = ref.finalize(Candidate(base_model=tiny_model))
     assert report.split == "test" and report.n == 120
     assert len(ref.test_sha256()) == 64
+
+
+def test_the_base_models_test_report_is_computed_once_per_setting(math_domain, tiny_model, monkeypatch) -> None:
+    ref = Referee("math-arith", eval_batch_size=48)  # a batch size no other test uses: a fresh memo
+    first = ref.finalize(Candidate(base_model=tiny_model))
+    assert not first.cached
+    calls: list[int] = []
+    real = evaluation.generate
+    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = ref.finalize(Candidate(base_model=tiny_model))
+    assert again.cached and calls == [] and again.item_scores == first.item_scores and again.score == first.score
+    other = ref.finalize(Candidate(base_model=tiny_model, prompt=PromptSpec(system="Answer briefly.")))
+    assert not other.cached and calls == [1]  # another prompt is another evaluation
+    memo = ref._memo_path(Candidate(base_model=tiny_model))
+    assert memo.exists() and (memo.parent.stat().st_mode & 0o077) == 0  # test answers stay sealed
+    assert ref._memo_path(Candidate(base_model=tiny_model, checkpoint="/some/adapter")) is None
 
 
 def test_leak_check_flags_test_copies_not_clean_data(math_domain) -> None:
