@@ -21,7 +21,7 @@ from ftdojo import evaluation, overlap, repository, runtime
 from ftdojo.errors import AccessDenied, BudgetExceeded
 from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, Provenance, SourceInfo, TaskCard
 from ftdojo.paths import atomic_write_text, code_version, sealed_dir, sha256_file, sha256_json
-from ftdojo.tasking import Row, get_domain, get_task
+from ftdojo.tasking import Row, TaskSpec, get_domain, get_task
 
 N_SAMPLES = 3
 
@@ -34,7 +34,8 @@ class DojoEnv:
         self._task = get_task(task_id)
         self._domain = get_domain(self._task.domain)
         self._raw = repository.materialize(self._domain)
-        self._dev = repository.read_items(repository.dev_path(self._task, self._domain))
+        self._dev_path = repository.dev_path(self._task, self._domain)
+        self._dev = repository.read_items(self._dev_path)
         self._base_model = base_model
         self._budget = budget
         self._eval_batch = eval_batch_size
@@ -105,7 +106,7 @@ class DojoEnv:
         if self.dev_evals >= self._budget.max_dev_evals:
             raise BudgetExceeded("dev_evals", self._budget.max_dev_evals, self.dev_evals + 1)
         self.dev_evals += 1
-        return evaluation.evaluate(self._task, self._dev, candidate, "dev", self._eval_batch, self._threads)
+        return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads)
 
     def usage(self) -> dict[str, float]:
         return {
@@ -132,34 +133,8 @@ class Referee:
         return sha256_file(self._path)
 
     def finalize(self, candidate: Candidate) -> EvalReport:
-        """Score the final candidate on the sealed test split. The base model's report is memoised
-        beside the sealed splits: it is the same for every seed of a zero-shot agent (greedy decoding
-        of the same model on the same items), so a multi-seed bench computes it once."""
-        t0 = time.perf_counter()
-        memo = self._memo_path(candidate)
-        if memo is not None and memo.exists():
-            report = EvalReport.model_validate_json(memo.read_text())
-            return report.model_copy(update={"cached": True, "wall_s": time.perf_counter() - t0})
-        items = repository.read_items(self._path)
-        report = evaluation.evaluate(self._task, items, candidate, "test", self._eval_batch, self._threads)
-        if memo is not None:
-            memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic_write_text(memo, report.model_dump_json())
-        return report
-
-    def _memo_path(self, candidate: Candidate) -> Path | None:
-        if candidate.checkpoint is not None:  # a trained adapter is unique to its run
-            return None
-        import torch
-
-        from ftdojo import models
-
-        weights = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(models.resolve(candidate.base_model)).rglob("*") if p.is_file())
-        key = sha256_json({
-            "task": self._task.spec_hash(), "test": self.test_sha256(), "candidate": candidate.model_dump(mode="json"),
-            "model": weights, "batch": self._eval_batch, "threads": self._threads, "code": code_version(), "torch": torch.__version__,
-        })
-        return sealed_dir() / "evals" / f"{self._task.id}-{key[:24]}.json"
+        """Score the final candidate on the sealed test split (the base model's report is memoised)."""
+        return _memoised(self._task, self._path, candidate, "test", self._eval_batch, self._threads)
 
     def provenance(self, candidate: Candidate, base_model: str, produced: dict[str, str]) -> Provenance:
         """The candidate must be the task's base model, plus (optionally) a checkpoint this run's
@@ -208,3 +183,33 @@ class Referee:
             mine = [h for h, s in zip(hits, sources, strict=True) if s == name]
             out[f"test[{name}]"] = sum(mine) / len(mine)
         return out
+
+
+def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str, batch: int, threads: int) -> EvalReport:
+    """Evaluate, reusing the base model's report from an identical earlier evaluation.
+
+    Greedy decoding of the same model on the same items with the same batch, threads and code gives
+    the same report, so a zero-shot agent's seeds (and any agent that falls back to the base model)
+    evaluate once. Memos live beside the sealed splits: a test report holds test answers. A trained
+    adapter is unique to its run and is never memoised."""
+    memo = None
+    if candidate.checkpoint is None:
+        import torch
+
+        from ftdojo import models
+
+        weights = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(models.resolve(candidate.base_model)).rglob("*") if p.is_file())
+        key = sha256_json({
+            "task": task.spec_hash(), "split": split, "items": sha256_file(items_path), "candidate": candidate.model_dump(mode="json"),
+            "model": weights, "batch": batch, "threads": threads, "code": code_version(), "torch": torch.__version__,
+        })
+        memo = sealed_dir() / "evals" / f"{task.id}-{split}-{key[:24]}.json"
+    t0 = time.perf_counter()
+    if memo is not None and memo.exists():
+        report = EvalReport.model_validate_json(memo.read_text())
+        return report.model_copy(update={"cached": True, "wall_s": time.perf_counter() - t0})
+    report = evaluation.evaluate(task, repository.read_items(items_path), candidate, split, batch, threads)  # type: ignore[arg-type]
+    if memo is not None:
+        memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write_text(memo, report.model_dump_json())
+    return report

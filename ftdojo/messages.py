@@ -370,8 +370,8 @@ class EvalReport(Message):
     item_scores: list[float] = Field(default_factory=list)
     """Score of each item in split order, for paired tests between agents."""
     cached: bool = False
-    """Reused from an identical earlier evaluation (the base model on the same sealed items, decoding
-    settings and code); greedy decoding makes it the same report, so only its wall time differs."""
+    """Reused from an identical earlier evaluation (the base model on the same items, decoding settings
+    and code); greedy decoding makes it the same report, so only its wall time differs."""
 
 
 class Candidate(Message):

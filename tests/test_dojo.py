@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic_core import to_jsonable_python
 
-from ftdojo import evaluation, repository
+from ftdojo import evaluation, paths, repository
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.errors import AccessDenied, BudgetExceeded, UnknownName
 from ftdojo.messages import Budget, Candidate, PromptSpec
@@ -78,9 +78,16 @@ def test_the_base_models_test_report_is_computed_once_per_setting(math_domain, t
     assert again.cached and calls == [] and again.item_scores == first.item_scores and again.score == first.score
     other = ref.finalize(Candidate(base_model=tiny_model, prompt=PromptSpec(system="Answer briefly.")))
     assert not other.cached and calls == [1]  # another prompt is another evaluation
-    memo = ref._memo_path(Candidate(base_model=tiny_model))
-    assert memo.exists() and (memo.parent.stat().st_mode & 0o077) == 0  # test answers stay sealed
-    assert ref._memo_path(Candidate(base_model=tiny_model, checkpoint="/some/adapter")) is None
+    memos = list((paths.sealed_dir() / "evals").glob("math-arith-test-*.json"))
+    assert memos and all((m.parent.stat().st_mode & 0o077) == 0 for m in memos)  # test answers stay sealed
+
+
+def test_a_memoised_dev_evaluation_is_still_charged(math_domain, tiny_model) -> None:
+    env = DojoEnv("math-arith", tiny_model, Budget(max_dev_evals=2), eval_batch_size=48)
+    first, again = env.evaluate(Candidate(base_model=tiny_model)), env.evaluate(Candidate(base_model=tiny_model))
+    assert again.cached and again.item_scores == first.item_scores and env.usage()["dev_evals"] == 2
+    with pytest.raises(BudgetExceeded):
+        env.evaluate(Candidate(base_model=tiny_model))
 
 
 def test_leak_check_flags_test_copies_not_clean_data(math_domain) -> None:
