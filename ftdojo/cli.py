@@ -1,4 +1,4 @@
-"""The ``ftdojo`` command: browse tasks, run the bench, rebuild reports, read a run's trace.
+"""The ``ftdojo`` command: browse tasks, run the bench, rebuild reports, read a run's trace, export results.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     ftdojo bench all --seeds 0,1          # same as python -m ftdojo.bench
     ftdojo report ~/.cache/ftdojo/results/all__calibration
     ftdojo trace ~/.cache/ftdojo/results/all__calibration/runs/<run>.json
+    ftdojo export ~/.cache/ftdojo/results/calibration__calibration bench/calibration
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run the bench (see python -m ftdojo.bench --help)")
     r = sub.add_parser("report", help="rebuild results.md / results.json from a bench folder's run records")
     r.add_argument("dir", type=Path)
+    ex = sub.add_parser("export", help="copy a bench folder's run records, slimmed (no traces, no sealed text), to publish")
+    ex.add_argument("dir", type=Path)
+    ex.add_argument("dest", type=Path)
     tr = sub.add_parser("trace", help="print a run's per-iteration trace from its record")
     tr.add_argument("record", type=Path)
     args = ap.parse_args(argv)
@@ -100,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             tasks_show(args.task)
         elif args.cmd == "report":
             print(report.write(args.dir))
+        elif args.cmd == "export":
+            print(f"{report.export(args.dir, args.dest)} run records -> {args.dest / 'runs'}")
         elif args.cmd == "trace":
             trace(args.record)
     except UserError as e:

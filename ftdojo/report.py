@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ftdojo import stats
+from ftdojo.errors import UserError
 from ftdojo.messages import RunRecord
 from ftdojo.paths import atomic_write_text
 
@@ -404,6 +405,36 @@ def html(s: dict[str, Any], md: str) -> str:
 <pre>{body_md}</pre>
 </body></html>
 """
+
+
+def slim(r: RunRecord) -> RunRecord:
+    """A record fit to publish: every number the tables use, none of the bulk or the sealed text.
+
+    Dropped: error samples (a test sample quotes a sealed item and its answer), dev item scores and
+    error samples of each iteration, and every trace event but the dev evaluations the efficiency
+    table times. Kept: keys, hashes, test item scores (paired tests), iterations with their plans,
+    checks, losses and dev scores."""
+    bare = {"errors": [], "item_scores": []}
+    exps = [e.model_copy(update={"dev": e.dev.model_copy(update=bare) if e.dev else None}) for e in r.experiments]
+    return r.model_copy(update={
+        "test": r.test.model_copy(update={"errors": []}) if r.test else None,
+        "dev": r.dev.model_copy(update=bare) if r.dev else None,
+        "experiments": exps,
+        "events": [ev for ev in r.events if ev.event == "evaluate"],
+    })
+
+
+def export(out: Path, dest: Path) -> int:
+    """Copy a bench folder's run records, slimmed (``slim``), into ``dest/runs``: results to commit
+    or carry to another machine, where ``ftdojo report dest`` rebuilds the tables and copying the
+    records into a bench's ``--out/runs`` lets the same code resume without rerunning them."""
+    records = load_records(out)
+    if not records:
+        raise UserError(f"{out}/runs: no run records to export; give a bench output folder (--out)")
+    (dest / "runs").mkdir(parents=True, exist_ok=True)
+    for r in records:
+        atomic_write_text(dest / "runs" / f"{r.key.slug}.json", slim(r).model_dump_json() + "\n")
+    return len(records)
 
 
 def write(out: Path, wall_s: float | None = None, slugs: set[str] | None = None) -> str:

@@ -8,7 +8,8 @@ import pytest
 from tests_helpers import experiment
 
 from ftdojo import report, stats
-from ftdojo.messages import Candidate, EvalReport, Event, RunKey, RunRecord, ValidationReport
+from ftdojo.errors import UserError
+from ftdojo.messages import Candidate, ErrorSample, EvalReport, Event, RunKey, RunRecord, ValidationReport
 
 
 def test_mean_std_and_exact_bootstrap() -> None:
@@ -131,6 +132,23 @@ def test_report_counts_the_newest_record_of_a_run_and_a_bench_only_its_own(tmp_p
     assert row["test"] == [0.9]
     (row,) = report.summarize(report.load_records(tmp_path, {old.key.slug}))["rows"]
     assert row["test"] == [0.1]
+
+
+def test_exported_records_keep_every_table_number_and_no_sealed_text(tmp_path) -> None:
+    src, dest = tmp_path / "bench", tmp_path / "published"
+    (src / "runs").mkdir(parents=True)
+    sealed = ErrorSample(input="sealed question 17", expected="42", output="41", extracted="41", category="c")
+    for r in _records():
+        r = r.model_copy(update={"test": r.test.model_copy(update={"errors": [sealed]}),
+                                 "events": r.events + [Event(t=1.0, event="check", iteration="it0", data={"name": "smoke_train"})]})
+        (src / "runs" / f"{r.key.slug}.json").write_text(r.model_dump_json())
+    assert report.export(src, dest) == len(_records())
+    text = "".join(p.read_text() for p in (dest / "runs").glob("*.json"))
+    assert "sealed question 17" not in text and '"check"' not in text
+    same = [json.dumps(report.summarize(report.load_records(d)), sort_keys=True) for d in (dest, src)]
+    assert same[0] == same[1]  # (as JSON: NaN, the mean of no values, is not equal to itself)
+    with pytest.raises(UserError, match="no run records"):
+        report.export(tmp_path / "empty", dest)
 
 
 def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_matters() -> None:
