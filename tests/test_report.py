@@ -7,7 +7,7 @@ import json
 import pytest
 from tests_helpers import experiment
 
-from ftdojo import report, stats
+from ftdojo import bench, report, stats
 from ftdojo.errors import UserError
 from ftdojo.messages import Candidate, ErrorSample, EvalReport, Event, RunKey, RunRecord, ValidationReport
 
@@ -147,6 +147,7 @@ def test_exported_records_keep_every_table_number_and_no_sealed_text(tmp_path) -
     assert "sealed question 17" not in text and '"check"' not in text
     same = [json.dumps(report.summarize(report.load_records(d)), sort_keys=True) for d in (dest, src)]
     assert same[0] == same[1]  # (as JSON: NaN, the mean of no values, is not equal to itself)
+    assert all(bench.finished(dest, r.key) for r in _records())  # copied into a bench's --out, they resume it
     with pytest.raises(UserError, match="no run records"):
         report.export(tmp_path / "empty", dest)
 
