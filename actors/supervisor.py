@@ -295,7 +295,6 @@ class RunSupervisor:
         )
         return exp
 
-
     def _init_adapter(self, plan: Plan) -> str | None:
         """The parent's adapter folder for a plan that continues it; a plan that cannot is rejected."""
         if plan.train.init == "base":
