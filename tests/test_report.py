@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from tests_helpers import experiment
@@ -150,6 +151,17 @@ def test_exported_records_keep_every_table_number_and_no_sealed_text(tmp_path) -
     assert all(bench.finished(dest, r.key) for r in _records())  # copied into a bench's --out, they resume it
     with pytest.raises(UserError, match="no run records"):
         report.export(tmp_path / "empty", dest)
+
+
+def test_the_published_calibration_is_what_its_records_say() -> None:
+    root = Path(__file__).resolve().parent.parent / "bench" / "calibration"
+    records = report.load_records(root)
+    assert records and all(not r.test.errors for r in records if r.test)  # no sealed text published
+    md = report.markdown(report.summarize(records))
+    assert md == (root / "results.md").read_text()  # rebuilt by `ftdojo report bench/calibration`
+    table = md[md.index("Calibration:"):]
+    table = table[: table.index("\n\n", table.index("| task |"))] if "\n\n" in table[table.index("| task |"):] else table.rstrip()
+    assert table in (root.parent.parent / "README.md").read_text()
 
 
 def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_matters() -> None:
