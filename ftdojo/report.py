@@ -232,6 +232,24 @@ def _p(p: float) -> str:
     return "<1e-6" if p < 1e-6 else f"{p:.3g}"
 
 
+def calibration_markdown(cal: dict[str, Any]) -> list[str]:
+    """The calibration verdict and table (``summarize()["calibration"]``) as Markdown lines."""
+    lines = [f"Calibration: **{cal['learnable']} of {cal['tasks']} tasks learnable** (the best agent at least "
+             f"{100 * LEARNABLE_GAIN:.0f} points above zero-shot)"
+             + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft)"
+                if cal["judged"] else "") + ". Mean test score (%) over the seeds counted in the last column:", "",
+             "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters "
+             "| seeds (zero-shot / naive-sft / curated) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in cal["rows"]:
+        cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
+        matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
+        learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
+        lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {100 * r['gain']:+.1f} | "
+                     f"{learnable} | {matters} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
+    return lines
+
+
 def markdown(s: dict[str, Any], wall_s: float | None = None) -> str:
     tasks, agents = s["tasks"], s["agents"]
     by = {(r["task"], r["agent"]): r for r in s["rows"]}
@@ -270,21 +288,8 @@ def markdown(s: dict[str, Any], wall_s: float | None = None) -> str:
             f"{e['failfast_saved_s']:.0f} s | {e['train_steps']:.0f} | {e['dev_evals']:.1f} | {e['wall_s']:.0f} s | "
             f"{e['llm_tokens']:.0f} | ${e['llm_cost_usd']:.2f} |"
         )
-    cal = s.get("calibration")
-    if cal:
-        lines += ["", f"Calibration: **{cal['learnable']} of {cal['tasks']} tasks learnable** (the best agent at least "
-                  f"{100 * LEARNABLE_GAIN:.0f} points above zero-shot)"
-                  + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft)"
-                     if cal["judged"] else "") + ". Mean test score (%) over the seeds counted in the last column:", "",
-                  "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters "
-                  "| seeds (zero-shot / naive-sft / curated) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in cal["rows"]:
-            cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
-            matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
-            learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
-            lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {100 * r['gain']:+.1f} | "
-                         f"{learnable} | {matters} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
+    if s.get("calibration"):
+        lines += ["", *calibration_markdown(s["calibration"])]
     if s["flagged"]:
         lines += ["", "Runs kept out of the statistics:", ""]
         lines += [f"- {f['task']} / {f['agent']} / seed {f['seed']}: {f['why']}" for f in s["flagged"]]
