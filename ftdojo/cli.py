@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ftdojo import bench, report
+from ftdojo import bench, config, report
 from ftdojo.errors import UserError
 from ftdojo.messages import RunRecord
 from ftdojo.tasking import domains, get_domain, get_task
@@ -49,6 +49,21 @@ def tasks_show(task_id: str) -> None:
         if hint.prompt and hint.answer:
             print(f"      suggested: input {hint.prompt!r} -> answer {hint.answer!r}"
                   + (f", reasoning {hint.rationale!r}" if hint.rationale else ""))
+
+
+def readme(args: argparse.Namespace) -> None:
+    """``ftdojo report DIR --suite S [--readme F]``: the report, plus progress through the suite's grid."""
+    if not args.suite:
+        raise UserError("ftdojo report --readme: also give --suite (e.g. --suite calibration), whose grid the progress counts")
+    suite = config.load_suite(args.suite)
+    md = report.write(args.dir)
+    block = report.readme_block(report.load_records(args.dir), suite.tasks, suite.agents, suite.seeds)
+    if args.readme:
+        report.fill_readme(args.readme, block)
+        print(f"{args.readme}: calibration block rewritten from {args.dir}/runs\n")
+    else:
+        print(md)
+    print(block)
 
 
 def trace(path: Path) -> None:
@@ -89,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run the bench (see python -m ftdojo.bench --help)")
     r = sub.add_parser("report", help="rebuild results.md / results.json from a bench folder's run records")
     r.add_argument("dir", type=Path)
+    r.add_argument("--suite", help="also say how far the records are through this suite's tasks x agents x seeds")
+    r.add_argument("--readme", type=Path, help="put that progress and the calibration table into this Markdown file, "
+                   f"between the lines {report.README_BEGIN} and {report.README_END}")
     ex = sub.add_parser("export", help="copy a bench folder's run records, slimmed (no traces, no sealed text), to publish")
     ex.add_argument("dir", type=Path)
     ex.add_argument("dest", type=Path)
@@ -103,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("ftdojo tasks show TASK_ID: give a task id (see ftdojo tasks ls)")
             tasks_show(args.task)
         elif args.cmd == "report":
-            print(report.write(args.dir))
+            readme(args) if args.readme or args.suite else print(report.write(args.dir))
         elif args.cmd == "export":
             print(f"{report.export(args.dir, args.dest)} run records -> {args.dest / 'runs'}")
         elif args.cmd == "trace":

@@ -442,6 +442,73 @@ def export(out: Path, dest: Path) -> int:
     return len(records)
 
 
+def progress(records: list[RunRecord], tasks: list[str], agents: list[str], seeds: list[int]) -> dict[str, Any]:
+    """How far a set of records is through a planned grid of tasks x agents x seeds: finished runs
+    (status ok and counted in the tables), the tasks with every run finished, what each other task
+    still lacks, the code versions behind the records and each agent's wall time per run."""
+    done = {(r.key.task, r.key.agent, r.key.seed) for r in records if headline(r)}
+    planned = [(t, a, s) for t in tasks for a in agents for s in seeds]
+    missing: dict[str, list[str]] = {}
+    for t in tasks:
+        lacks = [f"{a} {','.join(str(s) for s in seeds if (t, a, s) not in done)}" for a in agents
+                 if any((t, a, s) not in done for s in seeds)]
+        if lacks:
+            missing[t] = lacks
+    walls: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if headline(r) and (r.key.task, r.key.agent, r.key.seed) in planned:
+            walls[r.key.agent].append(r.wall_s)
+    return {
+        "planned": len(planned), "done": sum(k in done for k in planned),
+        "complete": [t for t in tasks if t not in missing], "tasks": len(tasks), "missing": missing,
+        "everything": [f"{a} {','.join(str(s) for s in seeds)}" for a in agents],
+        "code_versions": sorted({r.code_version for r in records}),
+        "wall_min": {a: [min(walls[a]) / 60, max(walls[a]) / 60] for a in agents if walls[a]},
+    }
+
+
+def progress_markdown(p: dict[str, Any]) -> list[str]:
+    complete = f" ({', '.join(p['complete'])})" if p["complete"] else ""
+    wall = "; ".join(f"{a} {lo:.1f}–{hi:.1f}" for a, (lo, hi) in p["wall_min"].items())
+    lines = [f"Measured so far: **{p['done']} of {p['planned']} runs**; {len(p['complete'])} of {p['tasks']} tasks "
+             f"have every run{complete}. Code version {', '.join(p['code_versions']) or '—'}. "
+             f"Wall per run (min): {wall or '—'}."]
+    untouched = [t for t, v in p["missing"].items() if v == p["everything"]]
+    partial = {t: v for t, v in p["missing"].items() if t not in untouched}
+    todo = [f"{t} (lacks {', '.join(v)})" for t, v in partial.items()] + (
+        [f"not started: {', '.join(untouched)}"] if untouched else [])
+    if todo:
+        lines += ["", "Still to run: " + "; ".join(todo) + "."]
+    return lines
+
+
+README_BEGIN = "<!-- ftdojo report: calibration -->"
+README_END = "<!-- /ftdojo report -->"
+
+
+def fill_readme(readme: Path, block: str) -> None:
+    """Replace the text between the README's two markers with ``block`` (the markers stay)."""
+    try:
+        text = readme.read_text()
+    except OSError as e:
+        raise UserError(f"--readme {readme}: cannot read it ({e.strerror}); give an existing Markdown file") from None
+    a, b = text.find(README_BEGIN), text.find(README_END)
+    if a < 0 or b < a:
+        raise UserError(f"--readme {readme}: no '{README_BEGIN}' ... '{README_END}' pair; put the two markers, "
+                        f"on lines of their own, where the calibration table goes")
+    atomic_write_text(readme, text[: a + len(README_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[b:])
+
+
+def readme_block(records: list[RunRecord], tasks: list[str], agents: list[str], seeds: list[int]) -> str:
+    """What ``ftdojo report DIR --suite S --readme F`` puts between the markers: progress through the
+    suite's grid, then the calibration verdict and table."""
+    lines = progress_markdown(progress(records, tasks, agents, seeds))
+    cal = summarize(records)["calibration"]
+    if cal:
+        lines += [""] + calibration_markdown(cal)
+    return "\n".join(lines)
+
+
 def write(out: Path, wall_s: float | None = None, slugs: set[str] | None = None) -> str:
     summary = summarize(load_records(out, slugs))
     if wall_s is not None:

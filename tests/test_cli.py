@@ -59,3 +59,16 @@ def test_report_rebuilds_the_table(tmp_path, capsys) -> None:
     _record(tmp_path)
     assert cli.main(["report", str(tmp_path)]) == 0
     assert "| math-linear | 55.0 [60.0] |" in (tmp_path / "results.md").read_text()
+
+
+def test_report_puts_the_suites_progress_into_a_readme(tmp_path, capsys) -> None:
+    _record(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- ftdojo report: calibration -->\n<!-- /ftdojo report -->\nend\n")
+    assert cli.main(["report", str(tmp_path), "--readme", str(readme)]) == 2
+    assert "also give --suite" in capsys.readouterr().err and "1 of" not in readme.read_text()
+    assert cli.main(["report", str(tmp_path), "--suite", "calibration", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- ftdojo report: calibration -->\nMeasured so far: **1 of 117 runs**; 0 of 13 tasks")
+    assert "Still to run: math-linear (lacks zero-shot 0,1,2, naive-sft 0,1,2, ft-agent 1,2); not started: math-arith," in text
+    assert text.endswith("<!-- /ftdojo report -->\nend\n")

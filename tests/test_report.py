@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests_helpers import experiment
 
-from ftdojo import bench, report, stats
+from ftdojo import bench, config, report, stats
 from ftdojo.errors import UserError
 from ftdojo.messages import Candidate, ErrorSample, EvalReport, Event, RunKey, RunRecord, ValidationReport
 
@@ -159,7 +159,35 @@ def test_the_published_calibration_is_what_its_records_say() -> None:
     assert records and all(not r.test.errors for r in records if r.test)  # no sealed text published
     summary = report.summarize(records)
     assert report.markdown(summary) == (root / "results.md").read_text()  # rebuilt by `ftdojo report bench/calibration`
-    assert "\n".join(report.calibration_markdown(summary["calibration"])) in (root.parent.parent / "README.md").read_text()
+    suite = config.load_suite("calibration")
+    readme = (root.parent.parent / "README.md").read_text()
+    block = report.readme_block(records, suite.tasks, suite.agents, suite.seeds)  # `--suite calibration --readme README.md`
+    assert f"{report.README_BEGIN}\n{block}\n{report.README_END}" in readme
+    assert "\n".join(report.calibration_markdown(summary["calibration"])) in block
+
+
+def test_progress_counts_the_suites_grid_and_the_readme_block_is_replaced_in_place(tmp_path) -> None:
+    recs = [_rec("t1", "a", 0, 0.5, [1], wall_s=60.0), _rec("t1", "a", 1, 0.5, [1], wall_s=180.0),
+            _rec("t1", "b", 0, 0.5, [1], wall_s=30.0), _rec("t1", "b", 1, 0.5, [1]).model_copy(update={"status": "failed"}),
+            _rec("t2", "a", 0, 0.5, [1], wall_s=120.0), _rec("t9", "a", 0, 0.5, [1], wall_s=999.0)]  # t9: not in the grid
+    p = report.progress(recs, ["t1", "t2", "t3"], ["a", "b"], [0, 1])
+    assert (p["done"], p["planned"], p["complete"]) == (4, 12, [])  # the failed run is not done
+    assert p["missing"] == {"t1": ["b 1"], "t2": ["a 1", "b 0,1"], "t3": ["a 0,1", "b 0,1"]}
+    assert p["wall_min"] == {"a": [1.0, 3.0], "b": [0.5, 0.5]}
+    text = "\n".join(report.progress_markdown(p))
+    assert "**4 of 12 runs**; 0 of 3 tasks" in text
+    assert "Still to run: t1 (lacks b 1); t2 (lacks a 1, b 0,1); not started: t3." in text
+    done = report.progress(recs, ["t1"], ["a"], [0, 1])
+    assert done["complete"] == ["t1"] and "Still to run" not in "\n".join(report.progress_markdown(done))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\nbefore\n{report.README_BEGIN}\nold table\n{report.README_END}\nafter\n")
+    report.fill_readme(readme, "new block\n")
+    assert readme.read_text() == f"# Title\nbefore\n{report.README_BEGIN}\nnew block\n{report.README_END}\nafter\n"
+    bare = tmp_path / "NOTES.md"
+    bare.write_text("no markers here\n")
+    with pytest.raises(UserError, match=r"--readme .*NOTES.md: no '<!-- ftdojo report: calibration -->'"):
+        report.fill_readme(bare, "x")
+    assert bare.read_text() == "no markers here\n"  # nothing lost
 
 
 def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_matters() -> None:
