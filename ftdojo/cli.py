@@ -51,13 +51,15 @@ def tasks_show(task_id: str) -> None:
                   + (f", reasoning {hint.rationale!r}" if hint.rationale else ""))
 
 
-def readme(args: argparse.Namespace) -> None:
+def report_progress(args: argparse.Namespace) -> None:
     """``ftdojo report DIR --suite S [--readme F]``: the report, plus progress through the suite's grid."""
     if not args.suite:
         raise UserError("ftdojo report --readme: also give --suite (e.g. --suite calibration), whose grid the progress counts")
     suite = config.load_suite(args.suite)
-    md = report.write(args.dir)
-    block = report.readme_block(report.load_records(args.dir), suite.tasks, suite.agents, suite.seeds)
+    records = report.load_records(args.dir)
+    summary = report.summarize(records)
+    md = report.publish(args.dir, summary)
+    block = report.readme_block(report.progress(records, suite.tasks, suite.agents, suite.seeds), summary["calibration"])
     if args.readme:
         report.fill_readme(args.readme, block)
         print(f"{args.readme}: calibration block rewritten from {args.dir}/runs\n")
@@ -121,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("ftdojo tasks show TASK_ID: give a task id (see ftdojo tasks ls)")
             tasks_show(args.task)
         elif args.cmd == "report":
-            readme(args) if args.readme or args.suite else print(report.write(args.dir))
+            if args.readme or args.suite:
+                report_progress(args)
+            else:
+                print(report.write(args.dir))
         elif args.cmd == "export":
             print(f"{report.export(args.dir, args.dest)} run records -> {args.dest / 'runs'}")
         elif args.cmd == "trace":

@@ -444,24 +444,26 @@ def export(out: Path, dest: Path) -> int:
 
 def progress(records: list[RunRecord], tasks: list[str], agents: list[str], seeds: list[int]) -> dict[str, Any]:
     """How far a set of records is through a planned grid of tasks x agents x seeds: finished runs
-    (status ok and counted in the tables), the tasks with every run finished, what each other task
-    still lacks, the code versions behind the records and each agent's wall time per run."""
-    done = {(r.key.task, r.key.agent, r.key.seed) for r in records if headline(r)}
-    planned = [(t, a, s) for t in tasks for a in agents for s in seeds]
+    (status ok and counted in the tables), the tasks with every run finished, what each partly run
+    task still lacks, the tasks not started, the code versions behind the records and each agent's
+    wall time per run."""
+    planned = {(t, a, s) for t in tasks for a in agents for s in seeds}
+    done = {(r.key.task, r.key.agent, r.key.seed) for r in records if headline(r)} & planned
     missing: dict[str, list[str]] = {}
     for t in tasks:
-        lacks = [f"{a} {','.join(str(s) for s in seeds if (t, a, s) not in done)}" for a in agents
-                 if any((t, a, s) not in done for s in seeds)]
-        if lacks:
-            missing[t] = lacks
+        lacks = {a: [s for s in seeds if (t, a, s) not in done] for a in agents}
+        if any(lacks.values()):
+            missing[t] = [f"{a} {','.join(map(str, ss))}" for a, ss in lacks.items() if ss]
     walls: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        if headline(r) and (r.key.task, r.key.agent, r.key.seed) in planned:
+        if headline(r) and (r.key.task, r.key.agent, r.key.seed) in done:
             walls[r.key.agent].append(r.wall_s)
+    started = {t for t, _, _ in done}
     return {
-        "planned": len(planned), "done": sum(k in done for k in planned),
-        "complete": [t for t in tasks if t not in missing], "tasks": len(tasks), "missing": missing,
-        "everything": [f"{a} {','.join(str(s) for s in seeds)}" for a in agents],
+        "planned": len(planned), "done": len(done), "tasks": len(tasks),
+        "complete": [t for t in tasks if t not in missing],
+        "missing": {t: v for t, v in missing.items() if t in started},
+        "not_started": [t for t in missing if t not in started],
         "code_versions": sorted({r.code_version for r in records}),
         "wall_min": {a: [min(walls[a]) / 60, max(walls[a]) / 60] for a in agents if walls[a]},
     }
@@ -473,10 +475,8 @@ def progress_markdown(p: dict[str, Any]) -> list[str]:
     lines = [f"Measured so far: **{p['done']} of {p['planned']} runs**; {len(p['complete'])} of {p['tasks']} tasks "
              f"have every run{complete}. Code version {', '.join(p['code_versions']) or '—'}. "
              f"Wall per run (min): {wall or '—'}."]
-    untouched = [t for t, v in p["missing"].items() if v == p["everything"]]
-    partial = {t: v for t, v in p["missing"].items() if t not in untouched}
-    todo = [f"{t} (lacks {', '.join(v)})" for t, v in partial.items()] + (
-        [f"not started: {', '.join(untouched)}"] if untouched else [])
+    todo = [f"{t} (lacks {', '.join(v)})" for t, v in p["missing"].items()] + (
+        [f"not started: {', '.join(p['not_started'])}"] if p["not_started"] else [])
     if todo:
         lines += ["", "Still to run: " + "; ".join(todo) + "."]
     return lines
@@ -499,18 +499,21 @@ def fill_readme(readme: Path, block: str) -> None:
     atomic_write_text(readme, text[: a + len(README_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[b:])
 
 
-def readme_block(records: list[RunRecord], tasks: list[str], agents: list[str], seeds: list[int]) -> str:
-    """What ``ftdojo report DIR --suite S --readme F`` puts between the markers: progress through the
-    suite's grid, then the calibration verdict and table."""
-    lines = progress_markdown(progress(records, tasks, agents, seeds))
-    cal = summarize(records)["calibration"]
+def readme_block(p: dict[str, Any], cal: dict[str, Any] | None) -> str:
+    """What ``ftdojo report DIR --suite S --readme F`` puts between the markers: the progress
+    (``progress``) through the suite's grid, then the calibration verdict and table."""
+    lines = progress_markdown(p)
     if cal:
         lines += [""] + calibration_markdown(cal)
     return "\n".join(lines)
 
 
 def write(out: Path, wall_s: float | None = None, slugs: set[str] | None = None) -> str:
-    summary = summarize(load_records(out, slugs))
+    return publish(out, summarize(load_records(out, slugs)), wall_s)
+
+
+def publish(out: Path, summary: dict[str, Any], wall_s: float | None = None) -> str:
+    """Write results.md, results.json and report.html for ``summary`` into ``out``; return the Markdown."""
     if wall_s is not None:
         summary["bench_wall_s"] = wall_s
     md = markdown(summary, wall_s)

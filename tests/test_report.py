@@ -161,7 +161,8 @@ def test_the_published_calibration_is_what_its_records_say() -> None:
     assert report.markdown(summary) == (root / "results.md").read_text()  # rebuilt by `ftdojo report bench/calibration`
     suite = config.load_suite("calibration")
     readme = (root.parent.parent / "README.md").read_text()
-    block = report.readme_block(records, suite.tasks, suite.agents, suite.seeds)  # `--suite calibration --readme README.md`
+    progress = report.progress(records, suite.tasks, suite.agents, suite.seeds)
+    block = report.readme_block(progress, summary["calibration"])  # `--suite calibration --readme README.md`
     assert f"{report.README_BEGIN}\n{block}\n{report.README_END}" in readme
     assert "\n".join(report.calibration_markdown(summary["calibration"])) in block
 
@@ -172,7 +173,7 @@ def test_progress_counts_the_suites_grid_and_the_readme_block_is_replaced_in_pla
             _rec("t2", "a", 0, 0.5, [1], wall_s=120.0), _rec("t9", "a", 0, 0.5, [1], wall_s=999.0)]  # t9: not in the grid
     p = report.progress(recs, ["t1", "t2", "t3"], ["a", "b"], [0, 1])
     assert (p["done"], p["planned"], p["complete"]) == (4, 12, [])  # the failed run is not done
-    assert p["missing"] == {"t1": ["b 1"], "t2": ["a 1", "b 0,1"], "t3": ["a 0,1", "b 0,1"]}
+    assert p["missing"] == {"t1": ["b 1"], "t2": ["a 1", "b 0,1"]} and p["not_started"] == ["t3"]
     assert p["wall_min"] == {"a": [1.0, 3.0], "b": [0.5, 0.5]}
     text = "\n".join(report.progress_markdown(p))
     assert "**4 of 12 runs**; 0 of 3 tasks" in text
