@@ -356,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
 
     CONFIG.json holds the dict ``fit`` builds (train, prompt, base_model,
     data_path, output_dir, instruction, ...). Rank 0 writes the checkpoint and
-    ``metrics.json`` into output_dir.
+    ``metrics.json`` into output_dir. With ``--max-restarts``, launch with
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: torchrun's shared rendezvous store
+    keeps the dead attempt's gloo/NCCL addresses and the restarted group fails
+    to connect (pytorch#135712; measured on torch 2.13).
     """
     import sys
 
@@ -374,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group("nccl" if gpu else "gloo")
     try:
         run_loop(cfg, Session(int(os.environ.get("RANK", "0")), world, local))
+        if dist.is_initialized():
+            # Ranks leave together: a rank that tore its gloo pairs down while rank 0 was
+            # still writing the checkpoint could abort the group (SIGABRT in CI, stop 15).
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

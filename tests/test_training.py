@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,20 @@ def test_torchrun_launcher_runs_the_same_loop_with_two_gloo_ranks(tmp_path, tiny
         "output_dir": str(tmp_path / "tr"), "instruction": INSTR, "threads": 1,
     }
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ftdojo.training", str(tmp_path / "cfg.json")]
+    # One elastic restart, as a torchrun user would allow: gloo's TCP transport can abort a rank
+    # in a set-up/tear-down race on a loaded machine. A real bug fails the restarted group too.
+    # A restart only works with the rendezvous store unshared (pytorch#135712): shared, the
+    # restarted ranks dial the dead attempt's gloo addresses and the retry always fails.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+           "-m", "ftdojo.training", str(tmp_path / "cfg.json")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    # The children's own error lines, wherever they are in stderr (torchrun's summary comes last).
+    keys = ("failed (exitcode", "terminate called", "what()", "Error")
+    lines = "\n".join(x for x in done.stderr.splitlines() if any(k in x for k in keys))[-4000:]
+    assert done.returncode == 0, lines or done.stderr[-2000:]
+    if "failed (exitcode" in done.stderr:
+        warnings.warn(f"torchrun restarted the worker group once; the restarted group passed:\n{lines}", stacklevel=1)
     losses = json.loads((tmp_path / "tr" / "metrics.json").read_text())["losses"]
     assert max(abs(a - b) for a, b in zip(losses, ref.losses, strict=True)) < 1e-3, (losses, ref.losses)
     assert (tmp_path / "tr" / "adapter_model.safetensors").exists()
