@@ -197,10 +197,11 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str],
         curated = [a for a in m if a not in BASELINES]
         top = max(curated, key=lambda a: sign * m[a]) if curated else None
         naive = m.get("naive-sft")
+        gain = sign * (m[best] - m["zero-shot"]) if len(m) > 1 else None  # None until some agent trains
         rows.append({
             "task": task, "zero_shot": m["zero-shot"], "naive_sft": naive, "curated_agent": top,
-            "curated": m[top] if top else None, "best_agent": best, "gain": sign * (m[best] - m["zero-shot"]),
-            "learnable": None if len(m) == 1 else sign * (m[best] - m["zero-shot"]) >= LEARNABLE_GAIN - 1e-9,
+            "curated": m[top] if top else None, "best_agent": best, "gain": gain,
+            "learnable": None if gain is None else gain >= LEARNABLE_GAIN - 1e-9,
             "curation_matters": None if top is None or naive is None else sign * (m[top] - naive) > 0,
             "seeds": [n.get((task, a), 0) if a else 0 for a in ("zero-shot", "naive-sft", top)],
         })
@@ -245,7 +246,8 @@ def calibration_markdown(cal: dict[str, Any]) -> list[str]:
         cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
         matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
         learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
-        lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {100 * r['gain']:+.1f} | "
+        gain = "—" if r["gain"] is None else f"{100 * r['gain']:+.1f}"
+        lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {gain} | "
                      f"{learnable} | {matters} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
     return lines
 

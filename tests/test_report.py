@@ -213,5 +213,6 @@ def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_mat
     assert report.summarize([_rec("t", "a", 0, 0.5, [1])])["calibration"] is None  # no zero-shot: no calibration
     with_new = report.summarize(recs + [_rec("t-new", "zero-shot", 0, 0.0, [0])])
     alone = with_new["calibration"]  # nothing trained yet: not judged
-    assert {r["task"]: r["learnable"] for r in alone["rows"]}["t-new"] is None and (alone["learnable"], alone["tasks"]) == (2, 3)
-    assert "| t-new | 0.0 | — | — | +0.0 | — | — | 1 / — / — |" in report.markdown(with_new)
+    new = {r["task"]: r for r in alone["rows"]}["t-new"]
+    assert new["learnable"] is None and new["gain"] is None and (alone["learnable"], alone["tasks"]) == (2, 3)
+    assert "| t-new | 0.0 | — | — | — | — | — | 1 / — / — |" in report.markdown(with_new)  # no gain before training
