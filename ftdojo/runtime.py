@@ -22,6 +22,10 @@ RAY_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
     "RAY_DEDUP_LOGS": "0",
+    # While any run waits for CPUs, the raylet asks every worker for a full gc.collect() every 10 s to
+    # free actor handles caught in cycles; over a loaded model each costs ~1 s of an idle actor's CPU
+    # (bench/idle_gc.py). The bench kills each finished run itself, so once an hour is plenty.
+    "RAY_local_gc_min_interval_s": "3600",
 }
 
 
