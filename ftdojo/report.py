@@ -100,6 +100,26 @@ def _efficiency(rs: list[RunRecord]) -> dict[str, Any]:
     }
 
 
+def _pairs(by_run: dict[tuple[str, str, int], RunRecord], direction: dict[str, str], a: str, b: str,
+           task: str | None = None) -> tuple[list[float], list[float], list[float]]:
+    """Where ``a`` and ``b`` both ran a (task, seed) — on one task or on all: their test-score differences
+    in the task's better direction, and their test item scores side by side, where both scored the same
+    sealed test set item by item."""
+    diffs: list[float] = []
+    ia: list[float] = []
+    ib: list[float] = []
+    for t, seed in sorted({(t, s) for (t, ag, s) in by_run if ag == a and task in (None, t)}):
+        ra, rb = by_run.get((t, a, seed)), by_run.get((t, b, seed))
+        if ra is None or rb is None or ra.test is None or rb.test is None:
+            continue
+        sign = 1.0 if direction[t] == "max" else -1.0
+        diffs.append(sign * (ra.test.score - rb.test.score))
+        if len(ra.test.item_scores) == len(rb.test.item_scores) == ra.test.n and ra.test_sha256 == rb.test_sha256:
+            ia += [sign * x for x in ra.test.item_scores]
+            ib += [sign * x for x in rb.test.item_scores]
+    return diffs, ia, ib
+
+
 def summarize(records: list[RunRecord]) -> dict[str, Any]:
     cells: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     direction: dict[str, str] = {}
@@ -132,16 +152,7 @@ def summarize(records: list[RunRecord]) -> dict[str, Any]:
     by_run = {(r.key.task, r.key.agent, r.key.seed): r for r in records if headline(r)}
     paired = []
     for a, b in itertools.combinations(agents, 2):
-        diffs, ia, ib = [], [], []
-        for task, seed in sorted({(t, s) for (t, ag, s) in by_run if ag == a}):
-            ra, rb = by_run.get((task, a, seed)), by_run.get((task, b, seed))
-            if ra is None or rb is None or ra.test is None or rb.test is None:
-                continue
-            sign = 1.0 if direction[task] == "max" else -1.0
-            diffs.append(sign * (ra.test.score - rb.test.score))
-            if len(ra.test.item_scores) == len(rb.test.item_scores) == ra.test.n and ra.test_sha256 == rb.test_sha256:
-                ia += [sign * x for x in ra.test.item_scores]
-                ib += [sign * x for x in rb.test.item_scores]
+        diffs, ia, ib = _pairs(by_run, direction, a, b)
         if not diffs:
             continue
         up, down, p_items = stats.sign_test(ia, ib)
@@ -174,20 +185,25 @@ def summarize(records: list[RunRecord]) -> dict[str, Any]:
             for r in records if not headline(r)
         ],
         "curves": {t: dict(v) for t, v in curves.items()},
-        "calibration": calibration(means, direction, {(r["task"], r["agent"]): r["n"] for r in rows}),
+        "calibration": calibration(means, direction, {(r["task"], r["agent"]): r["n"] for r in rows}, by_run),
     }
 
 
 LEARNABLE_GAIN = 0.10
 """A task is learnable when the best agent's mean test score beats zero-shot's by this much."""
+SIGNIFICANCE = 0.05
+"""Curation matters significantly on a task when the exact sign test over paired test items is below this."""
 BASELINES = ("zero-shot", "naive-sft")
 
 
-def calibration(means: dict[str, dict[str, float]], direction: dict[str, str],
-                n: dict[tuple[str, str], int]) -> dict[str, Any] | None:
+def calibration(means: dict[str, dict[str, float]], direction: dict[str, str], n: dict[tuple[str, str], int],
+                by_run: dict[tuple[str, str, int], RunRecord]) -> dict[str, Any] | None:
     """Per task: zero-shot, naive-sft and the best curated agent (any other), with the number of seeds
     behind each mean (``n``); whether the task is learnable (best agent >= zero-shot + 10 points) and
-    whether curation matters (best curated agent above naive-sft). None unless zero-shot ran."""
+    whether curation matters (best curated agent above naive-sft). A mean can lead by one lucky item, so
+    each row also carries the exact sign test of the curated agent against naive-sft over the test items
+    both scored (pooled over their common seeds) and whether curation matters significantly by it.
+    None unless zero-shot ran."""
     rows = []
     for task in sorted(means):
         m, sign = means[task], (1.0 if direction[task] == "max" else -1.0)
@@ -198,11 +214,18 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str],
         top = max(curated, key=lambda a: sign * m[a]) if curated else None
         naive = m.get("naive-sft")
         gain = sign * (m[best] - m["zero-shot"]) if len(m) > 1 else None  # None until some agent trains
+        matters = None if top is None or naive is None else sign * (m[top] - naive) > 0
+        vs_naive = None  # (items the curated agent gets right and naive-sft wrong, the reverse, p)
+        if top is not None and matters is not None:
+            _, ia, ib = _pairs(by_run, direction, top, "naive-sft", task)
+            vs_naive = stats.sign_test(ia, ib)
         rows.append({
             "task": task, "zero_shot": m["zero-shot"], "naive_sft": naive, "curated_agent": top,
             "curated": m[top] if top else None, "best_agent": best, "gain": gain,
             "learnable": None if gain is None else gain >= LEARNABLE_GAIN - 1e-9,
-            "curation_matters": None if top is None or naive is None else sign * (m[top] - naive) > 0,
+            "curation_matters": matters,
+            "vs_naive": vs_naive,
+            "curation_significant": None if vs_naive is None else bool(matters and vs_naive[0] > vs_naive[1] and vs_naive[2] < SIGNIFICANCE),
             "seeds": [n.get((task, a), 0) if a else 0 for a in ("zero-shot", "naive-sft", top)],
         })
     if not rows:
@@ -210,7 +233,7 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str],
     judged = [r for r in rows if r["curation_matters"] is not None]
     trained = [r for r in rows if r["learnable"] is not None]
     return {"rows": rows, "learnable": sum(r["learnable"] for r in trained), "curation_matters": sum(r["curation_matters"] for r in judged),
-            "tasks": len(trained), "judged": len(judged)}
+            "curation_significant": sum(r["curation_significant"] for r in judged), "tasks": len(trained), "judged": len(judged)}
 
 
 # --- Markdown -----------------------------------------------------------------------------
@@ -237,18 +260,20 @@ def calibration_markdown(cal: dict[str, Any]) -> list[str]:
     """The calibration verdict and table (``summarize()["calibration"]``) as Markdown lines."""
     lines = [f"Calibration: **{cal['learnable']} of {cal['tasks']} tasks learnable** (the best agent at least "
              f"{100 * LEARNABLE_GAIN:.0f} points above zero-shot)"
-             + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft)"
-                if cal["judged"] else "") + ". Mean test score (%) over the seeds counted in the last column:", "",
+             + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft), "
+                f"**significantly on {cal['curation_significant']}** (p < {SIGNIFICANCE:g}, exact sign test over the test items "
+                "both scored, seeds pooled)" if cal["judged"] else "") + ". Mean test score (%) over the seeds counted in the last column:", "",
              "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters "
-             "| seeds (zero-shot / naive-sft / curated) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| curated vs naive-sft: items better/worse, p | seeds (zero-shot / naive-sft / curated) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in cal["rows"]:
         cur = "—" if r["curated_agent"] is None else f"{_pct(r['curated'])} ({r['curated_agent']})"
         matters = "—" if r["curation_matters"] is None else ("yes" if r["curation_matters"] else "no")
         learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
         gain = "—" if r["gain"] is None else f"{100 * r['gain']:+.1f}"
+        vs = "—" if r["vs_naive"] is None else f"{r['vs_naive'][0]}/{r['vs_naive'][1]}, p{'' if r['vs_naive'][2] < 1e-6 else '='}{_p(r['vs_naive'][2])}"
         lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {gain} | "
-                     f"{learnable} | {matters} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
+                     f"{learnable} | {matters} | {vs} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
     return lines
 
 

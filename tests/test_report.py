@@ -194,8 +194,8 @@ def test_progress_counts_the_suites_grid_and_the_readme_block_is_replaced_in_pla
 def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_matters() -> None:
     recs = []
     for seed in (0, 1, 2):  # t-easy: zero-shot 0, naive 0.3, ft 0.6; t-flat: 0.40 / 0.45 / 0.48; t-naive: 0 / 0.5 / 0.4
-        recs += [_rec("t-easy", "zero-shot", seed, 0.0, [0]), _rec("t-easy", "naive-sft", seed, 0.3, [0]),
-                 _rec("t-easy", "ft-agent", seed, 0.6, [1]), _rec("t-flat", "zero-shot", seed, 0.40, [0]),
+        recs += [_rec("t-easy", "zero-shot", seed, 0.0, [0]), _rec("t-easy", "naive-sft", seed, 0.3, [0, 0, 0, 0]),
+                 _rec("t-easy", "ft-agent", seed, 0.6, [1, 1, 1, 1]), _rec("t-flat", "zero-shot", seed, 0.40, [0]),
                  _rec("t-flat", "naive-sft", seed, 0.45, [0]), _rec("t-flat", "ft-agent", seed, 0.48, [0]),
                  _rec("t-naive", "zero-shot", seed, 0.0, [0]), _rec("t-naive", "naive-sft", seed, 0.5, [1]),
                  _rec("t-naive", "ft-agent", seed, 0.4, [1])]
@@ -206,13 +206,19 @@ def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_mat
     assert by["t-flat"]["gain"] == pytest.approx(0.08) and not by["t-flat"]["learnable"] and by["t-flat"]["curation_matters"]
     assert by["t-naive"]["best_agent"] == "naive-sft" and by["t-naive"]["learnable"] and not by["t-naive"]["curation_matters"]
     assert (cal["learnable"], cal["curation_matters"], cal["tasks"], cal["judged"]) == (2, 2, 3, 3)
+    # Sign test over paired items, seeds pooled: t-easy 4 items x 3 seeds all ft-only -> 12/0, p = 2 / 2^12;
+    # t-flat leads on the mean with no item that differs, so it matters by the mean but not significantly.
+    assert by["t-easy"]["vs_naive"] == (12, 0, pytest.approx(2 / 4096)) and by["t-easy"]["curation_significant"]
+    assert by["t-flat"]["vs_naive"] == (0, 0, 1.0) and by["t-flat"]["curation_matters"] and not by["t-flat"]["curation_significant"]
+    assert not by["t-naive"]["curation_significant"] and cal["curation_significant"] == 1
     md = report.markdown(report.summarize(recs))
-    assert "**2 of 3 tasks learnable**" in md and "curation matters on 2 of 3" in md
-    assert "| t-flat | 40.0 | 45.0 | 48.0 (ft-agent) | +8.0 | no | yes | 3 / 3 / 3 |" in md  # the flagged run is not a seed
+    assert "**2 of 3 tasks learnable**" in md and "curation matters on 2 of 3** (the best curated agent above naive-sft), **significantly on 1**" in md
+    assert "| t-easy | 0.0 | 30.0 | 60.0 (ft-agent) | +60.0 | yes | yes | 12/0, p=0.000488 | 3 / 3 / 3 |" in md
+    assert "| t-flat | 40.0 | 45.0 | 48.0 (ft-agent) | +8.0 | no | yes | 0/0, p=1 | 3 / 3 / 3 |" in md  # the flagged run is not a seed
     assert by["t-easy"]["seeds"] == [3, 3, 3]
     assert report.summarize([_rec("t", "a", 0, 0.5, [1])])["calibration"] is None  # no zero-shot: no calibration
     with_new = report.summarize(recs + [_rec("t-new", "zero-shot", 0, 0.0, [0])])
     alone = with_new["calibration"]  # nothing trained yet: not judged
     new = {r["task"]: r for r in alone["rows"]}["t-new"]
     assert new["learnable"] is None and new["gain"] is None and (alone["learnable"], alone["tasks"]) == (2, 3)
-    assert "| t-new | 0.0 | — | — | — | — | — | 1 / — / — |" in report.markdown(with_new)  # no gain before training
+    assert "| t-new | 0.0 | — | — | — | — | — | — | 1 / — / — |" in report.markdown(with_new)  # no gain before training
