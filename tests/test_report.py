@@ -167,6 +167,28 @@ def test_the_published_calibration_is_what_its_records_say() -> None:
     assert "\n".join(report.calibration_markdown(summary["calibration"])) in block
 
 
+
+def test_the_embedded_default_table_agrees_with_every_published_seed_0_baseline() -> None:
+    """`make bench` (suite `all`) is the calibration's seed-0 zero-shot and naive-sft half under the same
+    profile, so each run the calibration publishes re-measures a cell of the README's first results table."""
+    root = Path(__file__).resolve().parent.parent
+    every, cal = config.load_suite("all"), config.load_suite("calibration")
+    assert (every.tasks, every.profile, every.seeds) == (cal.tasks, cal.profile, [0])
+    assert set(every.agents) == set(report.BASELINES) <= set(cal.agents)
+    section = (root / "README.md").read_text().split("### Results on the embedded default")[1].split("\n### ")[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in every.tasks:
+            table[cells[0]] = dict(zip(("zero-shot", "naive-sft"), cells[1:], strict=True))
+    assert sorted(table) == sorted(every.tasks)
+    checked = 0
+    for r in report.load_records(root / "bench" / "calibration"):
+        if r.key.seed == 0 and r.key.agent in every.agents and r.test and r.dev:
+            assert table[r.key.task][r.key.agent] == f"{100 * r.test.score:.1f} [{100 * r.dev.score:.1f}]", r.key.slug
+            checked += 1
+    assert checked >= 2 * 7  # the seven tasks published when this test was written
+
 def test_progress_counts_the_suites_grid_and_the_readme_block_is_replaced_in_place(tmp_path) -> None:
     recs = [_rec("t1", "a", 0, 0.5, [1], wall_s=60.0), _rec("t1", "a", 1, 0.5, [1], wall_s=180.0),
             _rec("t1", "b", 0, 0.5, [1], wall_s=30.0), _rec("t1", "b", 1, 0.5, [1]).model_copy(update={"status": "failed"}),
