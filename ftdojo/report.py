@@ -228,11 +228,16 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str], n
             "curation_significant": None if vs_naive is None else bool(matters and vs_naive[0] > vs_naive[1] and vs_naive[2] < SIGNIFICANCE),
             "seeds": [n.get((task, a), 0) if a else 0 for a in ("zero-shot", "naive-sft", top)],
         })
-    if not rows:
-        return None
+    return {"rows": rows, **verdict(rows)} if rows else None
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The calibration's counts over ``rows``: tasks judged for learnability (some agent trained) and
+    how many are learnable; tasks judged for curation (naive-sft and a curated agent both ran) and on
+    how many curation matters, and matters significantly."""
     judged = [r for r in rows if r["curation_matters"] is not None]
     trained = [r for r in rows if r["learnable"] is not None]
-    return {"rows": rows, "learnable": sum(r["learnable"] for r in trained), "curation_matters": sum(r["curation_matters"] for r in judged),
+    return {"learnable": sum(r["learnable"] for r in trained), "curation_matters": sum(r["curation_matters"] for r in judged),
             "curation_significant": sum(r["curation_significant"] for r in judged), "tasks": len(trained), "judged": len(judged)}
 
 
@@ -256,13 +261,20 @@ def _p(p: float) -> str:
     return "<1e-6" if p < 1e-6 else f"{p:.3g}"
 
 
-def calibration_markdown(cal: dict[str, Any]) -> list[str]:
-    """The calibration verdict and table (``summarize()["calibration"]``) as Markdown lines."""
+def calibration_markdown(cal: dict[str, Any], complete: list[str] | None = None) -> list[str]:
+    """The calibration verdict and table (``summarize()["calibration"]``) as Markdown lines. Given the
+    suite's ``complete`` tasks (every planned run finished), the verdict counts only those: a partly run
+    task's means rest on fewer seeds than the rest, so its row is shown but marked and not counted."""
+    partial = [] if complete is None else [r["task"] for r in cal["rows"] if r["task"] not in complete]
+    if complete is not None:
+        cal = {**cal, **verdict([r for r in cal["rows"] if r["task"] in complete])}
     lines = [f"Calibration: **{cal['learnable']} of {cal['tasks']} tasks learnable** (the best agent at least "
              f"{100 * LEARNABLE_GAIN:.0f} points above zero-shot)"
              + (f"; **curation matters on {cal['curation_matters']} of {cal['judged']}** (the best curated agent above naive-sft), "
                 f"**significantly on {cal['curation_significant']}** (p < {SIGNIFICANCE:g}, exact sign test over the test items "
-                "both scored, seeds pooled)" if cal["judged"] else "") + ". Mean test score (%) over the seeds counted in the last column:", "",
+                "both scored, seeds pooled)" if cal["judged"] else "") + "."
+             + (f" Partly run, shown but not counted until every run is in: {', '.join(partial)}." if partial else "")
+             + " Mean test score (%) over the seeds counted in the last column:", "",
              "| task | zero-shot | naive-sft | best curated | gain over zero-shot (pts) | learnable | curation matters "
              "| curated vs naive-sft: items better/worse, p | seeds (zero-shot / naive-sft / curated) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -272,7 +284,8 @@ def calibration_markdown(cal: dict[str, Any]) -> list[str]:
         learnable = "—" if r["learnable"] is None else ("yes" if r["learnable"] else "no")
         gain = "—" if r["gain"] is None else f"{100 * r['gain']:+.1f}"
         vs = "—" if r["vs_naive"] is None else f"{r['vs_naive'][0]}/{r['vs_naive'][1]}, p{'' if r['vs_naive'][2] < 1e-6 else '='}{_p(r['vs_naive'][2])}"
-        lines.append(f"| {r['task']} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {gain} | "
+        name = f"{r['task']} (partly run)" if r["task"] in partial else r["task"]
+        lines.append(f"| {name} | {_pct(r['zero_shot'])} | {_pct(r['naive_sft'])} | {cur} | {gain} | "
                      f"{learnable} | {matters} | {vs} | {' / '.join(str(k) if k else '—' for k in r['seeds'])} |")
     return lines
 
@@ -482,17 +495,22 @@ def progress(records: list[RunRecord], tasks: list[str], agents: list[str], seed
         if any(lacks.values()):
             missing[t] = [f"{a} {','.join(map(str, ss))}" for a, ss in lacks.items() if ss]
     walls: dict[str, list[float]] = defaultdict(list)
+    task_wall: dict[str, float] = defaultdict(float)
     for r in records:
         if headline(r) and (r.key.task, r.key.agent, r.key.seed) in done:
             walls[r.key.agent].append(r.wall_s)
+            task_wall[r.key.task] += r.wall_s
     started = {t for t, _, _ in done}
+    complete = [t for t in tasks if t not in missing]
     return {
         "planned": len(planned), "done": len(done), "tasks": len(tasks),
-        "complete": [t for t in tasks if t not in missing],
+        "complete": complete,
         "missing": {t: v for t, v in missing.items() if t in started},
         "not_started": [t for t in missing if t not in started],
         "code_versions": sorted({r.code_version for r in records}),
         "wall_min": {a: [min(walls[a]) / 60, max(walls[a]) / 60] for a in agents if walls[a]},
+        "median_run_min": {a: statistics.median(walls[a]) / 60 for a in agents if walls[a]},
+        "task_wall_min": {t: task_wall[t] / 60 for t in complete},
     }
 
 
@@ -502,6 +520,11 @@ def progress_markdown(p: dict[str, Any]) -> list[str]:
     lines = [f"Measured so far: **{p['done']} of {p['planned']} runs**; {len(p['complete'])} of {p['tasks']} tasks "
              f"have every run{complete}. Code version {', '.join(p['code_versions']) or '—'}. "
              f"Wall per run (min): {wall or '—'}."]
+    if p["task_wall_min"]:
+        spans = sorted(p["task_wall_min"].values())
+        median = "; ".join(f"{a} {m:.1f}" for a, m in p["median_run_min"].items())
+        lines[0] += (f" A complete task's runs took {spans[0]:.0f}–{spans[-1]:.0f} min in all (median "
+                     f"{statistics.median(spans):.0f} over {len(spans)} tasks); median run (min): {median}.")
     todo = [f"{t} (lacks {', '.join(v)})" for t, v in p["missing"].items()] + (
         [f"not started: {', '.join(p['not_started'])}"] if p["not_started"] else [])
     if todo:
@@ -531,7 +554,7 @@ def readme_block(p: dict[str, Any], cal: dict[str, Any] | None) -> str:
     (``progress``) through the suite's grid, then the calibration verdict and table."""
     lines = progress_markdown(p)
     if cal:
-        lines += [""] + calibration_markdown(cal)
+        lines += [""] + calibration_markdown(cal, p["complete"])
     return "\n".join(lines)
 
 

@@ -164,7 +164,7 @@ def test_the_published_calibration_is_what_its_records_say() -> None:
     progress = report.progress(records, suite.tasks, suite.agents, suite.seeds)
     block = report.readme_block(progress, summary["calibration"])  # `--suite calibration --readme README.md`
     assert f"{report.README_BEGIN}\n{block}\n{report.README_END}" in readme
-    assert "\n".join(report.calibration_markdown(summary["calibration"])) in block
+    assert "\n".join(report.calibration_markdown(summary["calibration"], progress["complete"])) in block
 
 
 
@@ -200,8 +200,12 @@ def test_progress_counts_the_suites_grid_and_the_readme_block_is_replaced_in_pla
     text = "\n".join(report.progress_markdown(p))
     assert "**4 of 12 runs**; 0 of 3 tasks" in text
     assert "Still to run: t1 (lacks b 1); t2 (lacks a 1, b 0,1); not started: t3." in text
-    done = report.progress(recs, ["t1"], ["a"], [0, 1])
-    assert done["complete"] == ["t1"] and "Still to run" not in "\n".join(report.progress_markdown(done))
+    assert p["task_wall_min"] == {} and "A complete task's runs took" not in text  # no task has every run yet
+    done = report.progress(recs, ["t1", "t2"], ["a"], [0])  # both complete: t1 took 1 min of a 0, t2 2 min
+    assert done["complete"] == ["t1", "t2"] and "Still to run" not in "\n".join(report.progress_markdown(done))
+    assert done["task_wall_min"] == {"t1": 1.0, "t2": 2.0} and done["median_run_min"] == {"a": 1.5}
+    assert "A complete task's runs took 1–2 min in all (median 2 over 2 tasks); median run (min): a 1.5." in \
+        report.progress_markdown(done)[0]
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\nbefore\n{report.README_BEGIN}\nold table\n{report.README_END}\nafter\n")
     report.fill_readme(readme, "new block\n")
@@ -244,3 +248,11 @@ def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_mat
     new = {r["task"]: r for r in alone["rows"]}["t-new"]
     assert new["learnable"] is None and new["gain"] is None and (alone["learnable"], alone["tasks"]) == (2, 3)
     assert "| t-new | 0.0 | — | — | — | — | — | — | 1 / — / — |" in report.markdown(with_new)  # no gain before training
+    # In the README the verdict counts only the suite's complete tasks; a partly run one is shown, marked, not counted.
+    partly = report.summarize(recs + [_rec("t-part", "zero-shot", 0, 0.0, [0]), _rec("t-part", "ft-agent", 0, 0.9, [1])])
+    assert partly["calibration"]["tasks"] == 4  # on its own the table counts every trained task
+    text = "\n".join(report.calibration_markdown(partly["calibration"], ["t-easy", "t-flat", "t-naive"]))
+    assert "**2 of 3 tasks learnable**" in text and "curation matters on 2 of 3**" in text
+    assert "Partly run, shown but not counted until every run is in: t-part." in text
+    assert "| t-part (partly run) | 0.0 | — | 90.0 (ft-agent) | +90.0 | yes | — | — | 1 / — / 1 |" in text
+    assert "(partly run)" not in "\n".join(report.calibration_markdown(partly["calibration"], ["t-easy", "t-flat", "t-naive", "t-part"]))
