@@ -165,6 +165,9 @@ def test_the_published_calibration_is_what_its_records_say() -> None:
     block = report.readme_block(progress, summary["calibration"])  # `--suite calibration --readme README.md`
     assert f"{report.README_BEGIN}\n{block}\n{report.README_END}" in readme
     assert "\n".join(report.calibration_markdown(summary["calibration"], progress["complete"])) in block
+    # ...and its verdict counts only the suite's complete tasks (not every task with a record).
+    judged = [r for r in summary["calibration"]["rows"] if r["task"] in progress["complete"] and r["learnable"] is not None]
+    assert f"**{sum(r['learnable'] for r in judged)} of {len(judged)} tasks learnable**" in block
 
 
 
