@@ -26,9 +26,10 @@ from ftdojo.messages import (
     TaskCard,
 )
 from ftdojo.paths import sha256_file
-from ftdojo.runtime import call
-from ftdojo.tasking import get_domain
-from ftdojo.training import write_examples
+from ftdojo.dojo import EnvHandle
+from ftdojo.runtime import Handle
+from ftdojo.registry import get_domain
+from ftdojo.datafiles import write_models
 
 N_SAMPLES = 5
 
@@ -47,7 +48,7 @@ def render(template: str, row: dict[str, Any], source: str) -> str:
 class Curator:
     """Builds training sets; holds a handle to the run's DojoEnv (plain or actor)."""
 
-    def __init__(self, env: Any, workspace: str, seed: int = 0) -> None:
+    def __init__(self, env: EnvHandle, workspace: str, seed: int = 0) -> None:
         self.env = env
         self.workspace = Path(workspace)
         self.seed = seed
@@ -56,7 +57,7 @@ class Curator:
 
     async def card(self) -> TaskCard:
         if self._card is None:
-            self._card = await call(self.env, "describe")
+            self._card = await self.env.describe()
         return self._card
 
     async def curate(self, plan: Plan) -> CuratedData:
@@ -69,13 +70,13 @@ class Curator:
         dropped: Counter[str] = Counter()
         pools: list[tuple[SourceMapping, list[Example]]] = []
         for m in recipe.sources:
-            rows = await call(self.env, "read_source", m.source)
+            rows = (await self.env.read_source(m.source)).dicts()
             if m.transform is not None:
                 rows = await self._transform(plan.plan_id, m, rows, dropped)
             pools.append((m, self._map_rows(m, rows, card, recipe, dropped)))
         dev_index = None
         if recipe.decontaminate:
-            dev_index = overlap.OverlapIndex([d.input for d in await call(self.env, "read_dev")])
+            dev_index = overlap.OverlapIndex([d.input for d in await self.env.read_dev()])
         seen: set[str] = set()
         clean: list[tuple[SourceMapping, list[Example]]] = []
         for m, pool in pools:  # filter before mixing, so upsampling is not undone by dedupe
@@ -93,7 +94,7 @@ class Curator:
         if recipe.max_examples is not None:
             kept = kept[: recipe.max_examples]
         path = self.workspace / plan.plan_id / "train.jsonl"
-        write_examples(path, kept)
+        write_models(path, kept)
         return CuratedData(
             plan_id=plan.plan_id,
             path=str(path),
@@ -162,3 +163,12 @@ class Curator:
                 repeats -= 1.0
         rng.shuffle(mixed)
         return mixed
+
+
+class CuratorHandle(Handle):
+    """The run's curator, in-process or a Ray actor."""
+
+    actor = Curator
+
+    async def curate(self, plan: Plan) -> CuratedData:
+        return await self._call(Curator.curate, plan)

@@ -15,10 +15,11 @@ Findings come at three levels:
 from __future__ import annotations
 
 import statistics
-from typing import Any
 
+from ftdojo.backbones import DiagnosticianBackbone, HeuristicBackbone
 from ftdojo.errors import RunError
-from ftdojo.messages import Experiment, Feedback, Finding, TaskCard
+from ftdojo.messages import DiagnoseRequest, Experiment, Feedback, Finding, LLMUsage, TaskCard
+from ftdojo.runtime import Handle
 from ftdojo.search import better, noise_margin
 
 NOISE_RATIO = 1.6  # a source whose fit loss is this many times the others' median is suspect
@@ -90,26 +91,26 @@ def eval_findings(exp: Experiment, best: Experiment | None, card: TaskCard) -> l
 
 
 class Diagnostician:
-    def __init__(self, scalar: bool = False, backbone: Any = None) -> None:
+    def __init__(self, scalar: bool = False, backbone: DiagnosticianBackbone | None = None) -> None:
         self.scalar = scalar
-        self.backbone = backbone
+        self.backbone: DiagnosticianBackbone = backbone or HeuristicBackbone()
 
-    def usage(self) -> dict[str, int]:
-        return dict(getattr(self.backbone, "usage", {}))
+    def usage(self) -> LLMUsage:
+        return self.backbone.usage()
 
-    async def diagnose(self, exp: Experiment, best: Experiment | None, parent: Experiment | None, card: TaskCard) -> Feedback:
+    async def diagnose(self, req: DiagnoseRequest) -> Feedback:
+        exp, best, parent, card = req.experiment, req.best, req.parent, req.card
         if self.scalar:
             return self._scalar(exp, best, card)
         findings = data_findings(exp) + training_findings(exp, parent) + eval_findings(exp, best, card)
         codes = {f.code for f in findings}
         decision = "branch" if exp.status != "ok" or "regression" in codes else "continue"
         rules = Feedback(plan_id=exp.id, findings=findings, decision=decision)  # type: ignore[arg-type]
-        if not hasattr(self.backbone, "diagnose"):
-            return rules
         try:
-            return await self.backbone.diagnose(exp, rules)
+            verdict = await self.backbone.diagnose(exp, rules)
         except RunError as e:  # the rules' verdict stands; the failure is itself a finding
             return rules.model_copy(update={"findings": [*findings, Finding(level="eval", code="backbone_error", message=str(e))]})
+        return Feedback(plan_id=exp.id, findings=findings + verdict.findings, decision=verdict.decision)
 
     def _scalar(self, exp: Experiment, best: Experiment | None, card: TaskCard) -> Feedback:
         score = exp.dev.score if exp.dev else None
@@ -117,3 +118,15 @@ class Diagnostician:
         worse = score is None or (best is not None and best.dev is not None and better(best.dev.score, score, card.direction, 0.0))
         return Feedback(plan_id=exp.id, findings=[Finding(level="eval", code="score", message=msg)],
                         decision="branch" if worse else "continue")
+
+
+class DiagnosticianHandle(Handle):
+    """The run's diagnostician, in-process or a Ray actor."""
+
+    actor = Diagnostician
+
+    async def diagnose(self, req: DiagnoseRequest) -> Feedback:
+        return await self._call(Diagnostician.diagnose, req)
+
+    async def usage(self) -> LLMUsage:
+        return await self._call(Diagnostician.usage)

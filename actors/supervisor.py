@@ -1,49 +1,60 @@
-"""Run supervisor: owns one run's actors, its iteration loop and its record.
+"""Run supervisor: owns one run's actors, its single experiment history, its event log and its record.
 
-The bench talks to supervisors only. A supervisor spawns the run's DojoEnv,
-curator and trainer (in-process or as Ray actors), hands the agent a narrow
-context (task card, ``iterate``, ``evaluate``), and keeps the referee to
-itself. Every failure inside an iteration — a bad recipe, a budget overrun,
-a training crash, a dead actor — becomes a failed or rejected experiment in
-exactly one place (``iterate``), and the run goes on. At the end the
-agent's candidate (or the untouched base model) is finalized on the sealed
-test split.
+The bench talks to supervisors only. A supervisor spawns the run's DojoEnv and
+exactly the peers its agent declares (``Agent.peers``), in-process or as Ray
+actors, each reached through a typed handle. The agent drives the run only
+through the supervisor's ``RunContext`` methods — ``propose``, ``iterate``,
+``diagnose``, ``evaluate``, ``usage``, ``history`` — and never sees the
+referee, which the supervisor keeps to itself. Every failure inside an
+iteration — a bad recipe, a budget overrun, a training crash, a dead actor —
+becomes a failed or rejected experiment in exactly one place (``iterate``),
+and the run goes on. At the end the agent's candidate (or the untouched base
+model) is finalized on the sealed test split.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from actors.curator import Curator
-from actors.diagnostician import Diagnostician
-from actors.planner import Planner
-from actors.trainer import Trainer
-from actors.validator import Validator
+from actors.curator import CuratorHandle
+from actors.diagnostician import DiagnosticianHandle
+from actors.planner import PlannerHandle
+from actors.trainer import TrainerHandle
+from actors.validator import ValidatorHandle
 from ftdojo import agents, backbones, log, prompts
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
-from ftdojo.dojo import DojoEnv, Referee
+from ftdojo.datafiles import read_models
+from ftdojo.dojo import EnvHandle, Referee
 from ftdojo.errors import RunError, UserError
 from ftdojo.messages import (
     Candidate,
     CuratedData,
+    DiagnoseRequest,
     EvalReport,
     Event,
+    Example,
     Experiment,
     Plan,
+    PromptSpec,
+    ProposeRequest,
     RunKey,
     RunRecord,
+    RunState,
     TaskCard,
     TrainConfig,
+    TrainRequest,
     TrainResult,
+    Usage,
+    ValidateRequest,
     ValidationReport,
 )
 from ftdojo.paths import code_version
-from ftdojo.runtime import Spawner, call, warm
-from ftdojo.tasking import get_task
+from ftdojo.registry import get_task
+from ftdojo.runtime import Spawner, warm
+from ftdojo.search import best_node
 
 LEAK_FLAG = 0.05  # share of training inputs overlapping test (overall or within one source) that flags a run
 
@@ -52,22 +63,9 @@ def leaked(leak: dict[str, float]) -> bool:
     return any(v >= LEAK_FLAG for k, v in leak.items() if k.startswith("test"))
 
 
-@dataclass
-class Context:
-    """What an agent gets: no referee, no test split, no supervisor internals."""
-
-    card: TaskCard
-    seed: int
-    train: TrainConfig
-    propose: Any
-    diagnostician: Any
-    iterate: Any
-    evaluate: Any
-    record: Any
-    usage: Any
-
-
 class RunSupervisor:
+    """One run: its peers, its experiment history (the only one) and its record; an agent's ``RunContext``."""
+
     def __init__(
         self,
         key: RunKey,
@@ -79,9 +77,11 @@ class RunSupervisor:
         self.key = key
         self.agent_cfg = agent
         self.profile = profile
+        self.resources = profile.resources
         self.workspace = Path(workspace)
         self.spawner = Spawner(spawn)
-        self.threads = max(1, int(profile.cpus_per_run))
+        self.seed = key.seed
+        self.train: TrainConfig = agent_train(agent, profile).model_copy(update={"seed": key.seed})
         self.log = log.get("run", run=key.slug)
         self.experiments: list[Experiment] = []
         self.curated: list[CuratedData] = []
@@ -89,43 +89,36 @@ class RunSupervisor:
         self.produced: dict[str, str] = {}  # checkpoint path -> digest, as this run's trainer wrote it
         self.phase = "starting"
         self.events: list[Event] = []
+        self.curator: CuratorHandle | None = None
+        self.trainer: TrainerHandle | None = None
+        self.validator: ValidatorHandle | None = None
+        self.planner: PlannerHandle | None = None
+        self.diagnostician: DiagnosticianHandle | None = None
         self._t0 = time.perf_counter()
 
     async def run(self) -> RunRecord:
         t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = t0
         task = get_task(self.key.task)
-        p = self.profile
+        p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
-        referee = Referee(task.id, p.eval_batch_size, self.threads)
-        self.env = self.spawner.spawn(DojoEnv, task.id, p.base_model, p.budget, p.eval_batch_size, self.threads)
+        referee = Referee(task.id, p.eval_batch_size, r.threads)
+        self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads)
+        agent = agents.make(self.agent_cfg)
+        for peer in sorted(agent.peers()):  # peers start (and warm their imports) while the environment describes the task
+            self._spawn(peer)
+        self.card: TaskCard = await self.env.describe()
         a = self.agent_cfg
-        # Peers start (and warm their imports) while the environment describes the task;
-        # an agent that never trains (zero-shot) gets its trainer only if it asks.
-        self.curator = self.spawner.spawn(Curator, self.env, str(self.workspace), self.key.seed)
-        self.trainer: Any = None if a.policy == "zero-shot" else self._spawn_trainer()
-        self.card: TaskCard = await call(self.env, "describe")
-        self.validator: Any = None  # spawned on first use: baselines never validate
-        self.planner: Any = None
-        self.diagnostician: Any = None
-        if a.policy == "ft-agent":
-            tokens = p.budget.max_llm_tokens
-            self.planner = self.spawner.spawn(Planner, backbones.make(a.backbone, tokens), a.search == "linear")
-            self.diagnostician = self.spawner.spawn(Diagnostician, a.feedback == "scalar", backbones.make(a.backbone, tokens))
         self.log.info("run_start", agent=a.name, base_model=p.base_model)
         await self._event("run_start", agent=a.name, base_model=p.base_model, task=task.id, seed=self.key.seed)
-        ctx = Context(
-            self.card, self.key.seed, agent_train(a, p), self.propose, self.diagnostician,
-            self.iterate, self.evaluate, self.record, self.usage,
-        )
-        candidate = await agents.make(self.agent_cfg).run(ctx)
+        candidate = await agent.run(self)
         fallback = candidate is None
         final = candidate or Candidate(base_model=p.base_model)
         provenance = referee.provenance(final, p.base_model, self.produced)
         test = referee.finalize(final)
         await self._event("finalize", duration_s=test.wall_s, checkpoint=final.checkpoint, fallback_to_base=fallback,
                           provenance_ok=provenance.ok)
-        examples = [e for c in self.curated for e in _read_examples(c.path)]
+        examples = [e for c in self.curated for e in read_models(c.path, Example)]
         leak = referee.leak_check([e.input for e in examples], [e.source for e in examples]) if examples else {"dev": 0.0, "test": 0.0}
         self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak, provenance=provenance.reason or "ok")
         return RunRecord(
@@ -149,54 +142,88 @@ class RunSupervisor:
             wall_s=time.perf_counter() - t0,
             started_at=started,
             code_version=code_version(),
-            prompts={n: prompts.digest(n) for n in ("planner", "diagnostician")} if self.agent_cfg.backbone.kind == "llm" else {},
+            prompts={n: prompts.digest(n) for n in ("planner", "diagnostician", "retry")} if self.agent_cfg.backbone.kind == "llm" else {},
         )
 
-    def _spawn_trainer(self) -> Any:
-        return self.spawner.spawn(Trainer, self.env, str(self.workspace), self.threads)
+    def _spawn(self, peer: agents.Peer) -> None:
+        """Start one peer the agent declared, on the profile's resources (plain arguments, not the profile)."""
+        ws, r, a, tokens = str(self.workspace), self.resources, self.agent_cfg, self.profile.budget.max_llm_tokens
+        match peer:
+            case "curator":
+                self.curator = self.spawner.spawn(CuratorHandle, self.env, ws, self.key.seed)
+            case "trainer":
+                self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision)
+            case "validator":
+                self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision)
+            case "planner":
+                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens), a.search == "linear")
+            case "diagnostician":
+                self.diagnostician = self.spawner.spawn(DiagnosticianHandle, a.feedback == "scalar", backbones.make(a.backbone, tokens))
 
-    def state(self) -> dict[str, Any]:
+    def _need(self, handle: Any, peer: agents.Peer) -> Any:
+        if handle is None:
+            raise UserError(f"agent {self.agent_cfg.name}: its policy uses the {peer} but does not declare it in peers()")
+        return handle
+
+    def state(self) -> RunState:
         """Where the run is (for progress displays and fault-injection tests)."""
-        return {"phase": self.phase, "experiments": len(self.experiments)}
+        return RunState(phase=self.phase, experiments=len(self.experiments))
 
     def peer(self, name: Literal["env", "curator", "trainer", "validator", "planner", "diagnostician"]) -> Any:
+        """A peer's handle (fault-injection tests reach the actor through ``.target``)."""
         return getattr(self, name)
 
-    async def usage(self) -> dict[str, float]:
-        out = dict(await call(self.env, "usage"))
-        for peer in (p for p in (self.planner, self.diagnostician) if p is not None):
-            for k, v in (await call(peer, "usage")).items():
-                out[f"llm_{k}"] = out.get(f"llm_{k}", 0.0) + float(v)
-        if "llm_tokens" in out:
-            out["llm_cost_usd"] = out["llm_tokens"] * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6
-        return out
+    async def usage(self) -> Usage:
+        env = await self.env.usage()
+        llm = [await h.usage() for h in (self.planner, self.diagnostician) if h is not None]
+        if not llm:
+            return env
+        total = sum(llm[1:], llm[0])
+        return env.model_copy(update={
+            "llm_tokens": total.tokens, "llm_requests": total.requests, "llm_retries": total.retries,
+            "llm_cache_hits": total.cache_hits, "llm_cost_usd": total.tokens * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6,
+        })
+
+    async def history(self) -> list[Experiment]:
+        return list(self.experiments)
 
     async def _event(
         self, event: str, iteration: str | None = None, duration_s: float | None = None,
-        budget: dict[str, float] | None = None, **data: Any,
+        budget: Usage | None = None, **data: Any,
     ) -> None:
         """Append to the event log; ``budget`` saves the usage round trips when a caller logs a batch."""
-        if budget is None:
-            budget = {k: round(float(v), 3) for k, v in (await self.usage()).items()}
         self.events.append(
             Event(t=round(time.perf_counter() - self._t0, 3), event=event, iteration=iteration,  # type: ignore[arg-type]
-                  duration_s=None if duration_s is None else round(duration_s, 3), data=data, budget=budget)
+                  duration_s=None if duration_s is None else round(duration_s, 3), data=data,
+                  budget=budget or await self.usage())
         )
 
-    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | Experiment:
-        """Ask the planner; a backbone failure comes back as the failed experiment it was recorded as."""
+    async def propose(self, steps_left: int, prompt: PromptSpec) -> Plan | None:
+        """Ask the planner over the run's history; a backbone failure is recorded as a failed experiment."""
         t0 = time.perf_counter()
+        planner = self._need(self.planner, "planner")
         try:
-            plan: Plan = await call(self.planner, "propose", self.card, history, base, steps_left, prompt)
+            plan = await planner.propose(ProposeRequest(card=self.card, history=self.experiments, base=self.train,
+                                                        steps_left=steps_left, prompt=prompt))
             await self._event("plan", plan.plan_id, time.perf_counter() - t0, parent=plan.parent, hypothesis=plan.hypothesis,
                               sources=[m.source for m in plan.recipe.sources], steps=plan.train.steps, lr=plan.train.lr)
             return plan
         except RunError as e:
-            exp = Experiment(id=f"it{len(history)}", parent=None, plan=None, status="failed", error=f"planner: {e}")
+            exp = Experiment(id=f"it{len(self.experiments)}", parent=None, plan=None, status="failed", error=f"planner: {e}")
             self.experiments.append(exp)
             await self._event("iteration", exp.id, time.perf_counter() - t0, status="failed", error=exp.error)
             self.log.info("iteration", plan=exp.id, status="failed", error=exp.error)
-            return exp
+            return None
+
+    async def diagnose(self, exp: Experiment) -> Experiment:
+        """The diagnostician's feedback on ``exp`` against the best earlier node and its parent, recorded."""
+        before = [e for e in self.experiments if e.id != exp.id]
+        parent = next((e for e in before if e.id == exp.parent), None)
+        req = DiagnoseRequest(experiment=exp, best=best_node(before, self.card.direction), parent=parent, card=self.card)
+        fb = await self._need(self.diagnostician, "diagnostician").diagnose(req)
+        exp = exp.model_copy(update={"feedback": fb})
+        await self.record(exp)
+        return exp
 
     async def record(self, exp: Experiment) -> None:
         """Replace an experiment with its annotated copy (feedback attached)."""
@@ -206,7 +233,7 @@ class RunSupervisor:
                               decision=exp.feedback.decision)
 
     async def evaluate(self, candidate: Candidate) -> EvalReport:
-        report: EvalReport = await call(self.env, "evaluate", candidate)
+        report = await self.env.evaluate(candidate)
         self.dev_reports[candidate.model_dump_json()] = report
         return report
 
@@ -220,19 +247,17 @@ class RunSupervisor:
         status: Literal["ok", "rejected", "failed"] = "ok"
         error: str | None = None
         try:
-            await call(self.env, "check_wall")
+            await self.env.check_wall()
             self.phase = "curate"
             t1 = time.perf_counter()
-            curated = await call(self.curator, "curate", plan)
+            curated = await self._need(self.curator, "curator").curate(plan)
             self.curated.append(curated)
             await self._event("curate", plan.plan_id, time.perf_counter() - t1, examples=curated.n_examples,
                               per_source=curated.per_source, dropped=curated.dropped)
             if validate:
                 self.phase = "validate"
-                if self.validator is None:
-                    self.validator = self.spawner.spawn(Validator, self.env, str(self.workspace), self.threads)
-                report = await call(self.validator, "validate", plan, curated, self.card)
-                spent = {k: round(float(v), 3) for k, v in (await self.usage()).items()}  # one lookup for all checks
+                report = await self._need(self.validator, "validator").validate(ValidateRequest(plan=plan, data=curated, card=self.card))
+                spent = await self.usage()  # one lookup for all checks
                 for c in report.checks:
                     await self._event("check", plan.plan_id, c.seconds, spent, name=c.name, status=c.status, reason=c.reason)
             if report is not None and not report.passed:
@@ -242,9 +267,8 @@ class RunSupervisor:
                 status, error = "rejected", "recipe produced no training examples"
             else:
                 self.phase = "train"
-                if self.trainer is None:
-                    self.trainer = self._spawn_trainer()
-                result = await call(self.trainer, "train", plan, curated, self.card, self._init_adapter(plan))
+                trainer = self._need(self.trainer, "trainer")
+                result = await trainer.train(TrainRequest(plan=plan, data=curated, card=self.card, init_from=self._init_adapter(plan)))
                 await self._event("train", plan.plan_id, result.wall_s, status=result.status, steps=result.steps,
                                   final_loss=result.losses[-1] if result.losses else None,
                                   tokens_per_s=round(result.tokens_per_s, 1), error=result.error)
@@ -266,7 +290,7 @@ class RunSupervisor:
             if not _is_actor_death(e):
                 raise
             status, error = "failed", f"actor died: {type(e).__name__}"
-            self.trainer = self._spawn_trainer()
+            self._spawn("trainer")
         self.phase = "diagnose"
         exp = Experiment(
             id=plan.plan_id,
@@ -303,9 +327,10 @@ class RunSupervisor:
         if parent is None or parent.status != "ok" or parent.train is None or not parent.train.checkpoint:
             raise UserError(f"plan {plan.plan_id}: train.init='parent' needs a trained parent experiment "
                             f"(parent={plan.parent!r}); use train.init='base'")
-        if plan.train.method != "lora" or parent.plan is None or parent.plan.train.method != "lora":
-            raise UserError(f"plan {plan.plan_id}: train.init='parent' continues a LoRA adapter; "
-                            f"use train.method='lora' on both, or train.init='base'")
+        if parent.plan is None or parent.plan.train.method != plan.train.method:
+            was = parent.plan.train.method if parent.plan else None
+            raise UserError(f"plan {plan.plan_id}: train.init='parent' continues the parent's checkpoint with the same method "
+                            f"(parent {parent.id}: {was!r}, this plan: {plan.train.method!r}); use train.init='base'")
         return parent.train.checkpoint
 
 
@@ -315,10 +340,3 @@ def _is_actor_death(e: BaseException) -> bool:
     except ImportError:  # pragma: no cover - ray is a hard dependency
         return False
     return isinstance(e, RayActorError)
-
-
-def _read_examples(path: str) -> list[Any]:
-    from ftdojo.messages import Example
-
-    with open(path) as f:
-        return [Example.model_validate_json(line) for line in f if line.strip()]

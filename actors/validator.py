@@ -17,16 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftdojo import models, overlap, scoring, sft, training
+from ftdojo import methods, models, overlap, scoring, sft, training
+from ftdojo.datafiles import read_models
+from ftdojo.dojo import EnvHandle
 from ftdojo.messages import (
     Check,
     CuratedData,
     Example,
     Plan,
     TaskCard,
+    ValidateRequest,
     ValidationReport,
 )
-from ftdojo.runtime import call
+from ftdojo.runtime import Handle
+from ftdojo.training import Precision
 
 LR_RANGE = (1e-6, 1e-2)
 TRUNCATION_FAIL = 0.02
@@ -50,10 +54,11 @@ def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: b
 
 
 class Validator:
-    def __init__(self, env: Any, workspace: str, threads: int = 1, smoke_steps: int = SMOKE_STEPS) -> None:
+    def __init__(self, env: EnvHandle, workspace: str, threads: int = 1, use_gpu: bool = False, precision: Precision = "auto",
+                 smoke_steps: int = SMOKE_STEPS) -> None:
         self.env = env
         self.workspace = Path(workspace)
-        self.threads = threads
+        self.threads, self.use_gpu, self.precision = threads, use_gpu, precision
         self.smoke_steps = smoke_steps
         self._tok: dict[str, Any] = {}
         self._archs: dict[str, Arch] = {}
@@ -82,9 +87,10 @@ class Validator:
             )
         return self._archs[spec]
 
-    async def validate(self, plan: Plan, data: CuratedData, card: TaskCard) -> ValidationReport:
+    async def validate(self, req: ValidateRequest) -> ValidationReport:
+        plan, data, card = req.plan, req.data, req.card
         t0 = time.perf_counter()
-        examples = _read(data.path)
+        examples = read_models(data.path, Example)
         checks = self.data_checks(plan, examples, card)
         checks += await self.config_checks(plan, card, examples)
         smoke: list[float] = []
@@ -130,19 +136,16 @@ class Validator:
     async def config_checks(self, plan: Plan, card: TaskCard, examples: list[Example]) -> list[Check]:
         tc = plan.train
         checks = []
-        dev = await call(self.env, "read_dev")
+        dev = await self.env.read_dev()
         index = overlap.OverlapIndex([d.input for d in dev])
         sample = random.Random(0).sample(examples, min(2000, len(examples)))
         rate = overlap.contamination_rate([e.input for e in sample], index)
         checks.append(_check("dev_overlap", rate <= 0.01, f"{rate:.1%} of training inputs overlap dev items", rate))
-        if tc.method == "lora":
-            missing = sorted(set(tc.target_modules) - self._arch(card.base_model).modules)
-            checks.append(_check("target_modules", not missing,
-                                 f"missing in {card.base_model}: {missing}" if missing else f"all of {tc.target_modules} exist"))
+        arch = self._arch(card.base_model)
+        checks += methods.get(tc.method).checks(tc, arch.modules, arch.layers)
         lo, hi = LR_RANGE
         checks.append(_check("learning_rate", lo <= tc.lr <= hi, f"lr={tc.lr:g}, valid range [{lo:g}, {hi:g}]", tc.lr))
-        usage = await call(self.env, "usage")
-        left = card.budget.max_train_steps - usage["train_steps"]
+        left = card.budget.max_train_steps - (await self.env.usage()).train_steps
         checks.append(_check("fits_budget", 1 <= tc.steps <= left, f"{tc.steps} steps asked, {left:g} left in the budget", tc.steps))
         return checks
 
@@ -150,18 +153,19 @@ class Validator:
         """Weights + (LoRA: small) optimizer state + activations of one micro-batch, in MiB."""
         arch = self._arch(card.base_model)
         tc = plan.train
-        trainable = arch.params if tc.method == "full" else arch.params * 0.02
+        trainable = arch.params * methods.get(tc.method).trainable_share(tc, arch.layers)
         weights = arch.params * 4 + trainable * 12  # fp32 weights; grads + 2 Adam moments for trainable
         acts = tc.batch_size * tc.max_length * arch.hidden * arch.layers * 34  # ~34 bytes per hidden unit per layer
         return (weights + acts) / 2**20
 
     def smoke_train(self, plan: Plan, data: CuratedData, card: TaskCard) -> tuple[Check, list[float]]:
         steps = self.smoke_steps
-        smoke_cfg = plan.train.model_copy(update={"steps": steps, "warmup_steps": 0, "num_workers": 0})
-        res = training.fit(
+        smoke_cfg = plan.train.model_copy(update={"steps": steps, "warmup_steps": 0})
+        res = training.fit(  # in-process (no workers): one batch does not need the run's training workers
             plan_id=f"{plan.plan_id}-smoke", base_model=card.base_model, data_path=data.path,
             output_dir=str(self.workspace / plan.plan_id / "smoke"), train=smoke_cfg, prompt=plan.prompt,
-            instruction=card.instruction, threads=self.threads, save=False, smoke=True,
+            instruction=card.instruction, threads=self.threads, use_gpu=self.use_gpu, precision=self.precision,
+            save=False, smoke=True,
         )
         if res.status != "ok":
             return _check("smoke_train", False, f"smoke train crashed: {res.error}"), []
@@ -178,6 +182,10 @@ def _memory_check(mb: float) -> Check:
     return _check("memory", mb < 0.8 * avail, f"estimated {mb:.0f} MiB of {avail:.0f} MiB available", mb)
 
 
-def _read(path: str) -> list[Example]:
-    with open(path) as f:
-        return [Example.model_validate_json(line) for line in f if line.strip()]
+class ValidatorHandle(Handle):
+    """The run's validator, in-process or a Ray actor."""
+
+    actor = Validator
+
+    async def validate(self, req: ValidateRequest) -> ValidationReport:
+        return await self._call(Validator.validate, req)

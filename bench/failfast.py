@@ -32,8 +32,9 @@ from pathlib import Path
 from actors.curator import Curator
 from actors.validator import Validator
 from ftdojo import training
-from ftdojo.dojo import DojoEnv
+from ftdojo.dojo import DojoEnv, EnvHandle
 from ftdojo.messages import (
+    ValidateRequest,
     Budget,
     Candidate,
     DataRecipe,
@@ -65,14 +66,14 @@ async def measure(model: str, task: str, steps: int, threads: int, max_length: i
     work = Path(tempfile.mkdtemp(prefix="ftdojo-failfast-"))
     env = DojoEnv(task, model, Budget(max_train_steps=10**6, max_dev_evals=100), threads=threads)
     card = env.describe()
-    curator, validator = Curator(env, str(work)), Validator(env, str(work), threads=threads)
+    curator, validator = Curator(EnvHandle(env), str(work)), Validator(EnvHandle(env), str(work), threads=threads)
     rows = []
     for name, plan in plans(steps, max_length).items():
         t0 = time.perf_counter()
         data = await curator.curate(plan)
         curate_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report = await validator.validate(plan, data, card)
+        report = await validator.validate(ValidateRequest(plan=plan, data=data, card=card))
         validate_s = time.perf_counter() - t0
         caught = [c.name for c in report.checks if c.status == "fail"]
         t0 = time.perf_counter()

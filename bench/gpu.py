@@ -34,7 +34,7 @@ def prepare(dest: Path) -> None:
 
     from actors.curator import Curator
     from ftdojo import models
-    from ftdojo.dojo import DojoEnv
+    from ftdojo.dojo import DojoEnv, EnvHandle
     from ftdojo.messages import Budget, DataRecipe, Plan, SourceMapping, TrainConfig
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def prepare(dest: Path) -> None:
     env = DojoEnv("math-linear", models.BUNDLED, Budget())
     mapping = SourceMapping(source="worked_solutions", prompt="{problem}", answer="{final}", rationale="{solution}")
     plan = Plan(plan_id="gpu", hypothesis="gpu", recipe=DataRecipe(sources=[mapping]), train=TrainConfig())
-    data = asyncio.run(Curator(env, str(dest / "work")).curate(plan))
+    data = asyncio.run(Curator(EnvHandle(env), str(dest / "work")).curate(plan))
     shutil.copy(data.path, dest / "train.jsonl")
     (dest / "instruction.txt").write_text(env.describe().instruction)
     # The device image has torch, transformers and peft but not pydantic or structlog: carry wheels.
@@ -90,15 +90,15 @@ def run(prepared: Path, out: Path) -> int:
         "device": torch.cuda.get_device_name(0), "gpus": gpus, "torch": torch.__version__, "cuda": torch.version.cuda,
         "nccl": str(torch.cuda.nccl.version()), "bf16_matmul_peak_tflops": _matmul_peak() / 1e12, "runs": [],
     }
-    from ftdojo.messages import PromptSpec, TrainConfig
+    from ftdojo.messages import LoopJob, PromptSpec, TrainConfig
 
     for precision, batch in (("bf16", 16), ("fp32", 16), ("bf16", 64)):
-        tc = TrainConfig(steps=40, batch_size=batch, lr=1e-3, warmup_steps=5, max_length=256, precision=precision, use_gpu=True)
+        tc = TrainConfig(steps=40, batch_size=batch, lr=1e-3, warmup_steps=5, max_length=256)
         run_dir = out / f"{precision}-b{batch}"
-        cfg = {"train": tc.model_dump(), "prompt": PromptSpec().model_dump(), "base_model": str(model_dir),
-               "data_path": str(prepared / "train.jsonl"), "output_dir": str(run_dir), "instruction": (prepared / "instruction.txt").read_text(),
-               "threads": 4, "save": False}
-        (out / f"cfg-{precision}-{batch}.json").write_text(json.dumps(cfg))
+        job = LoopJob(train=tc, prompt=PromptSpec(), base_model=str(model_dir), data_path=str(prepared / "train.jsonl"),
+                      output_dir=str(run_dir), instruction=(prepared / "instruction.txt").read_text(), threads=4, use_gpu=True,
+                      precision=precision, save=False)  # type: ignore[arg-type]
+        (out / f"cfg-{precision}-{batch}.json").write_text(job.model_dump_json())
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus),
                "-m", "ftdojo.training", str(out / f"cfg-{precision}-{batch}.json")]
         t0 = time.perf_counter()

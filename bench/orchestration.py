@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FTDOJO_FIXED_RUN_S"] = str(a.duration)  # inherited by the Ray workers started below
     out = Path(tempfile.mkdtemp(prefix="ftdojo-orch-"))
     cpu_share = a.num_cpus / a.slots
-    profile = config.load_profile("tiny", [f"cpus_per_run={cpu_share}"])
+    profile = config.load_profile("tiny", [f"resources.cpus={cpu_share}"])
     agent = config.load_agent("zero-shot")
     seeds_per_task = a.runs // 2
     runs = [

@@ -39,7 +39,7 @@ import torch
 
 from actors.curator import Curator
 from ftdojo import evaluation, models, sft, training
-from ftdojo.dojo import DojoEnv
+from ftdojo.dojo import DojoEnv, EnvHandle
 from ftdojo.messages import Budget, DataRecipe, Example, Plan, PromptSpec, SourceMapping, TrainConfig
 
 
@@ -83,7 +83,7 @@ def curated_examples(task: str, model: str, work: Path) -> tuple[DojoEnv, Path, 
     env = DojoEnv(task, model, Budget(max_train_steps=10**6, max_dev_evals=100), threads=torch.get_num_threads())
     mapping = SourceMapping(source="worked_solutions", prompt="{problem}", answer="{final}", rationale="{solution}")
     plan = Plan(plan_id="bench", hypothesis="throughput", recipe=DataRecipe(sources=[mapping]), train=TrainConfig())
-    data = asyncio.run(Curator(env, str(work)).curate(plan))
+    data = asyncio.run(Curator(EnvHandle(env), str(work)).curate(plan))
     path = Path(data.path)
     return env, path, [Example.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -167,8 +167,8 @@ def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str,
     if ours.status != "ok":
         raise SystemExit(f"our training failed: {ours.error}")
     fp32 = training.fit(plan_id="ours-fp32", base_model=model_spec, data_path=str(data_path),
-                        output_dir=str(work / "ours-fp32" / "adapter"), train=tc.model_copy(update={"precision": "fp32"}),
-                        prompt=prompt, instruction=card.instruction, threads=torch.get_num_threads(), save=False)
+                        output_dir=str(work / "ours-fp32" / "adapter"), train=tc,
+                        prompt=prompt, instruction=card.instruction, threads=torch.get_num_threads(), precision="fp32", save=False)
     w32 = window_means(fp32.losses)
     ceiling = peak_bf16 / fpt if training.use_bf16("auto", "cpu") else peak_fp32 / fpt
     wb, wo = window_means(same_batches["losses"]), window_means(ours.losses)
@@ -201,7 +201,7 @@ def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str,
 
 
 def bench_eval(model_spec: str, task: str, n: int) -> dict[str, Any]:
-    from ftdojo.tasking import get_task
+    from ftdojo.registry import get_task
 
     spec = get_task(task)
     env = DojoEnv(task, model_spec, Budget(), threads=torch.get_num_threads())

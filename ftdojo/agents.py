@@ -1,72 +1,101 @@
 """Agent policies and their registry.
 
 An agent decides *what* to try; the run supervisor owns *how* an iteration
-runs (curate -> validate -> train -> evaluate -> record). Agents see the task
-only through the ``RunContext`` the supervisor gives them: the task card,
-``iterate(plan)`` and ``evaluate(candidate)`` on dev. They return the
-candidate they want finalized, or None to fall back to the base model.
+runs (curate -> validate -> train -> evaluate), the run's single experiment
+history and its record. An agent reaches the task only through the
+``RunContext`` the supervisor gives it — the task card, ``propose``,
+``iterate``, ``diagnose``, ``evaluate`` on dev, ``usage`` and ``history`` —
+and declares the peers it needs (``peers``); the supervisor spawns exactly
+those. It returns the candidate it wants finalized, or None to fall back to
+the base model.
+
+Adding a policy is one class here under ``@policy("name")`` and a YAML in
+``configs/agents/`` whose ``policy`` names it; nothing else changes.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Literal, Protocol, TypeVar
 
+from ftdojo import config as config_
+from ftdojo import recipes
 from ftdojo.config import AgentConfig
 from ftdojo.errors import UnknownName
-from ftdojo.messages import (
-    Candidate,
-    DataRecipe,
-    EvalReport,
-    Experiment,
-    Plan,
-    SourceMapping,
-    TaskCard,
-    TrainConfig,
-)
-from ftdojo.runtime import call
+from ftdojo.messages import Candidate, DataRecipe, EvalReport, Experiment, Plan, PromptSpec, TaskCard, TrainConfig, Usage
 from ftdojo.search import best_node
+
+Peer = Literal["curator", "validator", "trainer", "planner", "diagnostician"]
 
 
 class RunContext(Protocol):
+    """What the supervisor offers an agent: no referee, no test split, no supervisor internals."""
+
     card: TaskCard
     seed: int
     train: TrainConfig
-    diagnostician: Any
+    """The agent's training config with the profile's overrides and the run's seed."""
 
-    async def propose(self, history: list[Experiment], base: TrainConfig, steps_left: int, prompt: Any) -> Plan | Experiment: ...
+    async def propose(self, steps_left: int, prompt: PromptSpec) -> Plan | None:
+        """The planner's next plan over the run's history; None when the planner failed (recorded)."""
+        ...
 
-    async def iterate(self, plan: Plan, validate: bool = False) -> Experiment: ...
+    async def iterate(self, plan: Plan, validate: bool = False) -> Experiment:
+        """Curate, (validate,) train and evaluate one plan; every failure becomes the experiment's status."""
+        ...
+
+    async def diagnose(self, exp: Experiment) -> Experiment:
+        """The experiment with the diagnostician's feedback attached, as recorded in the history."""
+        ...
 
     async def evaluate(self, candidate: Candidate) -> EvalReport: ...
 
-    async def record(self, exp: Experiment) -> None: ...
+    async def usage(self) -> Usage: ...
 
-    async def usage(self) -> dict[str, float]: ...
+    async def history(self) -> list[Experiment]: ...
 
 
 class Agent(Protocol):
+    def peers(self) -> frozenset[Peer]:
+        """The peer actors this agent's run needs."""
+        ...
+
     async def run(self, ctx: RunContext) -> Candidate | None: ...
 
 
-def naive_recipe(card: TaskCard) -> DataRecipe:
-    """Every raw source, mapped the way its card suggests; no curation."""
-    mappings = [
-        SourceMapping(
-            source=s.name, prompt=s.suggested_prompt, answer=s.suggested_answer, rationale=s.suggested_rationale
-        )
-        for s in card.sources
-        if s.suggested_prompt and s.suggested_answer
-    ]
-    return DataRecipe(sources=mappings, dedupe=False, decontaminate=False)
+POLICIES: dict[str, Callable[[AgentConfig], Agent]] = {}
+"""Policy name -> agent class, filled by ``@policy``."""
+
+A = TypeVar("A")
 
 
+def policy(name: str) -> Callable[[A], A]:
+    """Register an agent class under the policy name an agent YAML gives."""
+
+    def register(cls: A) -> A:
+        POLICIES[name] = cls  # type: ignore[assignment]
+        return cls
+
+    return register
+
+
+def candidate_of(card: TaskCard, exp: Experiment | None) -> Candidate | None:
+    """The candidate an experiment trained, or None when it trained nothing."""
+    if exp is None or exp.train is None or exp.train.checkpoint is None:
+        return None
+    return Candidate(base_model=card.base_model, checkpoint=exp.train.checkpoint, prompt=exp.plan.prompt)  # type: ignore[union-attr]
+
+
+@policy("zero-shot")
 class ZeroShot:
     """The base model as is, with the task's prompt: the floor every agent must beat."""
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+
+    def peers(self) -> frozenset[Peer]:
+        return frozenset()
 
     async def run(self, ctx: RunContext) -> Candidate | None:
         candidate = Candidate(base_model=ctx.card.base_model, prompt=self.config.prompt)
@@ -74,30 +103,29 @@ class ZeroShot:
         return candidate
 
 
+@policy("naive-sft")
 class NaiveSFT:
     """One iteration: every raw source, the default config, no validation or feedback."""
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
 
+    def peers(self) -> frozenset[Peer]:
+        return frozenset({"curator", "trainer"})
+
     async def run(self, ctx: RunContext) -> Candidate | None:
         plan = Plan(
             plan_id="it0",
             hypothesis="Fine-tuning on all available data in the task format teaches format and content.",
-            recipe=naive_recipe(ctx.card),
-            train=ctx.train.model_copy(update={"seed": ctx.seed}),
+            recipe=recipes.naive(ctx.card),
+            train=ctx.train,
             prompt=self.config.prompt,
         )
         exp = await ctx.iterate(plan)
-        return _candidate(ctx.card, exp if exp.status == "ok" else None)
+        return candidate_of(ctx.card, exp if exp.status == "ok" else None)
 
 
-def _candidate(card: TaskCard, exp: Experiment | None) -> Candidate | None:
-    if exp is None or exp.train is None or exp.train.checkpoint is None:
-        return None
-    return Candidate(base_model=card.base_model, checkpoint=exp.train.checkpoint, prompt=exp.plan.prompt)
-
-
+@policy("ft-agent")
 class FTAgent:
     """Plan -> curate -> fail-fast validate -> train -> evaluate -> diagnose, over a tree of experiments.
 
@@ -109,62 +137,61 @@ class FTAgent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
 
+    def peers(self) -> frozenset[Peer]:
+        need: set[Peer] = {"curator", "trainer", "planner", "diagnostician"}
+        return frozenset(need | {"validator"} if self.config.failfast else need)
+
     async def run(self, ctx: RunContext) -> Candidate | None:
-        card, history = ctx.card, []
-        budget = card.budget
+        budget = ctx.card.budget
         trained = 0
         for _ in range(2 * budget.max_iterations):
             usage = await ctx.usage()
-            left = int(budget.max_train_steps - usage["train_steps"])
-            if trained >= budget.max_iterations or left < 1 or usage["wall_s"] > budget.max_wall_s:
+            left = budget.max_train_steps - usage.train_steps
+            if trained >= budget.max_iterations or left < 1 or usage.wall_s > budget.max_wall_s:
                 break
-            plan = await ctx.propose(history, ctx.train.model_copy(update={"seed": ctx.seed}), left, self.config.prompt)
-            if isinstance(plan, Experiment):  # the planner failed; the supervisor recorded it, the planner sees it next time
-                history.append(plan)
+            plan = await ctx.propose(left, self.config.prompt)
+            if plan is None:  # the planner failed; the history shows it, the planner sees it next time
                 continue
             exp = await ctx.iterate(plan, validate=self.config.failfast)
             trained += exp.train is not None
-            parent = next((e for e in history if e.id == plan.parent), None)
-            fb = await call(ctx.diagnostician, "diagnose", exp, best_node(history, card.direction), parent, card)
-            exp = exp.model_copy(update={"feedback": fb})
-            await ctx.record(exp)
-            history.append(exp)
-            if fb.decision == "stop":
+            exp = await ctx.diagnose(exp)
+            if exp.feedback is not None and exp.feedback.decision == "stop":
                 break
-        return _candidate(card, best_node(history, card.direction))
+        return candidate_of(ctx.card, best_node(await ctx.history(), ctx.card.direction))
 
 
+@policy("random-search")
 class RandomSearch:
     """Baseline: random source subsets, mappings, filters and hyper-parameters; best by dev."""
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
 
+    def peers(self) -> frozenset[Peer]:
+        return frozenset({"curator", "trainer"})
+
     async def run(self, ctx: RunContext) -> Candidate | None:
         rng = random.Random(f"random-search:{ctx.seed}:{ctx.card.task_id}")
-        card, history = ctx.card, []
-        usable = [s for s in card.sources if s.suggested_prompt and s.suggested_answer]
+        card = ctx.card
+        usable = recipes.mappable(card)
         for i in range(card.budget.max_iterations):
-            left = int(card.budget.max_train_steps - (await ctx.usage())["train_steps"])
+            left = card.budget.max_train_steps - (await ctx.usage()).train_steps
             if left < 1 or not usable:
                 break
             chosen = rng.sample(usable, rng.randint(1, len(usable)))
             recipe = DataRecipe(
-                sources=[SourceMapping(source=s.name, prompt=s.suggested_prompt, answer=s.suggested_answer,  # type: ignore[arg-type]
-                                       rationale=s.suggested_rationale if rng.random() < 0.5 else None) for s in chosen],
+                sources=[recipes.suggested(s, rationale=rng.random() < 0.5) for s in chosen],
                 require_parseable=rng.random() < 0.5, dedupe=rng.random() < 0.5, decontaminate=True,
             )
-            train = ctx.train.model_copy(update={
-                "lr": 10 ** rng.uniform(-4, -2.5), "steps": min(left, rng.choice([50, 100, 150])), "seed": ctx.seed,
-            })
+            train = ctx.train.model_copy(update={"lr": 10 ** rng.uniform(-4, -2.5), "steps": min(left, rng.choice([50, 100, 150]))})
             plan = Plan(plan_id=f"it{i}", hypothesis="random draw", recipe=recipe, train=train, prompt=self.config.prompt)
-            history.append(await ctx.iterate(plan))
-        return _candidate(card, best_node(history, card.direction))
+            await ctx.iterate(plan)
+        return candidate_of(card, best_node(await ctx.history(), card.direction))
 
 
-POLICIES: dict[str, Callable[[AgentConfig], Agent]] = {
-    "zero-shot": ZeroShot, "naive-sft": NaiveSFT, "ft-agent": FTAgent, "random-search": RandomSearch,
-}
+def load(name: str) -> AgentConfig:
+    """An agent YAML (name or path) whose policy is a registered one."""
+    return config_.load_agent(name, sorted(POLICIES))
 
 
 def make(config: AgentConfig) -> Agent:

@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ftdojo import config, log, models, paths, report, repository, runtime
+from ftdojo import agents, config, log, models, paths, report, repository, runtime
 from ftdojo.errors import UnknownName, UserError
 from ftdojo.messages import RunKey, RunRecord
-from ftdojo.tasking import all_tasks, get_domain, get_task
+from ftdojo.registry import all_tasks, get_domain, get_task
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else suite.seeds
     except ValueError:
         raise UserError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    agent_cfgs = [config.load_agent(a) for a in agent_names]
+    agent_cfgs = [agents.load(a) for a in agent_names]
     for a in agent_cfgs:
         config.agent_train(a, profile)
     code = paths.code_version()
@@ -134,7 +134,7 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
     for run in runs:
         workspace = str(out / "work" / run.key.slug)
         actor = runtime.start_run(
-            runner or RunSupervisor, run.key, run.agent, profile, workspace, "ray", num_cpus=profile.cpus_per_run, num_gpus=profile.gpus_per_run
+            runner or RunSupervisor, run.key, run.agent, profile, workspace, "ray", num_cpus=profile.resources.cpus, num_gpus=profile.resources.gpus
         )
         pending[actor.run.remote()] = (run, actor, time.perf_counter())
     while pending:
@@ -199,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     if todo:
         resources = runtime.init_ray(args.address, args.num_cpus)
         log.get("bench").info("ray_ready", resources={k: v for k, v in resources.items() if "node" not in k})
-        if profile.cpus_per_run > resources.get("CPU", 0):
+        if profile.resources.cpus > resources.get("CPU", 0):
             print(
-                f"error: profile {profile.name}: cpus_per_run={profile.cpus_per_run} exceeds the cluster's "
-                f"{resources.get('CPU', 0):g} CPUs; lower it (e.g. cpus_per_run=1)",
+                f"error: profile {profile.name}: resources.cpus={profile.resources.cpus:g} exceeds the cluster's "
+                f"{resources.get('CPU', 0):g} CPUs; lower it (e.g. resources.cpus=1)",
                 file=sys.stderr,
             )
             return 2

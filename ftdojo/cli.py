@@ -19,7 +19,7 @@ from pathlib import Path
 from ftdojo import bench, config, report
 from ftdojo.errors import UserError
 from ftdojo.messages import RunRecord
-from ftdojo.tasking import domains, get_domain, get_task
+from ftdojo.registry import domains, get_domain, get_task
 
 
 def tasks_ls() -> None:
@@ -59,7 +59,7 @@ def report_progress(args: argparse.Namespace) -> None:
     records = report.load_records(args.dir)
     summary = report.summarize(records)
     md = report.publish(args.dir, summary)
-    block = report.readme_block(report.progress(records, suite.tasks, suite.agents, suite.seeds), summary["calibration"])
+    block = report.readme_block(report.progress(records, suite.tasks, suite.agents, suite.seeds), summary.calibration)
     if args.readme:
         report.fill_readme(args.readme, block)
         print(f"{args.readme}: calibration block rewritten from {args.dir}/runs\n")

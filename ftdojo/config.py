@@ -20,9 +20,6 @@ from ftdojo.messages import Budget, PromptSpec, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-Policy = Literal["zero-shot", "naive-sft", "ft-agent", "random-search"]
-
-
 class BackboneConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     kind: Literal["heuristic", "llm"] = "heuristic"
@@ -52,8 +49,8 @@ class Schema(BaseModel):
 class AgentConfig(Schema):
     name: str
     """Agent name used in bench tables."""
-    policy: Policy
-    """Which agent implementation runs."""
+    policy: str
+    """Which agent implementation runs: a policy registered in ``ftdojo.agents`` (``@policy``)."""
     description: str = ""
     """One line for reports."""
     train: TrainConfig = TrainConfig()
@@ -70,6 +67,29 @@ class AgentConfig(Schema):
     """Branch from the best node, or always continue from the last (ablation)."""
 
 
+class Resources(Schema):
+    """Where a run trains and evaluates: the profile's, never a plan's (a planner cannot move a run off its devices)."""
+
+    cpus: float = Field(2, gt=0)
+    """CPUs each run declares to Ray (also torch threads)."""
+    gpus: float = Field(0, ge=0)
+    """GPUs each run declares to Ray."""
+    workers: int = Field(0, ge=0)
+    """Ray Train workers per fit: 0 trains in the calling process; N>=1 starts N workers (DDP)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """bf16 autocast over fp32 master weights; auto: bf16 where the device has native bf16."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: cuda when the run declares GPUs, else cpu."""
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.cpus))
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.device == "cuda" or (self.device == "auto" and self.gpus > 0)
+
+
 class ProfileConfig(Schema):
     name: str
     """Profile name (part of the run key)."""
@@ -79,10 +99,8 @@ class ProfileConfig(Schema):
     """Model spec every task starts from."""
     budget: Budget = Budget()
     """Per-run budget."""
-    cpus_per_run: float = 2
-    """CPUs each run declares to Ray (also torch threads)."""
-    gpus_per_run: float = 0
-    """GPUs each run declares to Ray."""
+    resources: Resources = Resources()
+    """CPUs, GPUs, training workers, precision and device of every run."""
     eval_batch_size: int = 32
     """Generation batch size."""
     train: dict[str, Any] = Field(default_factory=dict)
@@ -155,8 +173,14 @@ def _load(kind: str, name_or_path: str, model: type[Schema]) -> Any:
     return validate(model, read_yaml(path), str(path))
 
 
-def load_agent(name: str) -> AgentConfig:
-    return _load("agents", name, AgentConfig)
+def load_agent(name: str, policies: list[str] | None = None) -> AgentConfig:
+    """An agent YAML by name or path; with ``policies`` (``ftdojo.agents.load`` passes the registered ones)
+    its ``policy`` must be one of them."""
+    cfg: AgentConfig = _load("agents", name, AgentConfig)
+    if policies is not None and cfg.policy not in policies:
+        path = name if Path(name).suffix in {".yaml", ".yml"} else str(CONFIG_DIR / "agents" / f"{name}.yaml")
+        raise ConfigError(path, "policy", f"unknown policy; valid: {', '.join(repr(x) for x in sorted(policies))} (got {cfg.policy!r})")
+    return cfg
 
 
 def load_suite(name: str) -> SuiteConfig:
@@ -195,7 +219,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     for p in parts[:-1]:
         if not isinstance(node.get(p), dict):
             if p in node or p not in ("train",):
-                raise ConfigError("command line", key, f"{p!r} is not a section; sections: budget, train")
+                raise ConfigError("command line", key, f"{p!r} is not a section; sections: budget, resources, train")
             node[p] = {}
         node = node[p]
     node[parts[-1]] = yaml.safe_load(raw)

@@ -13,15 +13,17 @@ this run's trainer wrote, unchanged since).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from ftdojo import evaluation, overlap, repository, runtime
+from ftdojo import datafiles, evaluation, overlap, repository, runtime
+from ftdojo.runtime import Handle
 from ftdojo.errors import AccessDenied, BudgetExceeded
-from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, Provenance, SourceInfo, TaskCard
-from ftdojo.paths import atomic_write_text, code_version, sealed_dir, sha256_file, sha256_json
-from ftdojo.tasking import Row, TaskSpec, get_domain, get_task
+from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, Provenance, SourceInfo, SourceRows, TaskCard, Usage
+from ftdojo.datafiles import atomic_write_text
+from ftdojo.paths import code_version, sealed_dir, sha256_file, sha256_json
+from ftdojo.tasking import Row, TaskSpec
+from ftdojo.registry import get_domain, get_task
 
 N_SAMPLES = 3
 
@@ -35,7 +37,7 @@ class DojoEnv:
         self._domain = get_domain(self._task.domain)
         self._raw = repository.materialize(self._domain)
         self._dev_path = repository.dev_path(self._task, self._domain)
-        self._dev = repository.read_items(self._dev_path)
+        self._dev = datafiles.read_items(self._dev_path)
         self._base_model = base_model
         self._budget = budget
         self._eval_batch = eval_batch_size
@@ -66,7 +68,7 @@ class DojoEnv:
 
     def _source_info(self, name: str) -> SourceInfo:
         spec = self._domain.source(name)
-        rows = self.read_source(name)
+        rows = self._rows(name)
         hint = spec.suggestion(self._task.id)
         return SourceInfo(
             name=spec.name,
@@ -80,12 +82,15 @@ class DojoEnv:
             suggested_rationale=hint.rationale,
         )
 
-    def read_source(self, name: str, limit: int | None = None) -> list[Row]:
+    def read_source(self, name: str) -> SourceRows:
         """Rows of one raw source, by catalog name only (no paths)."""
+        return SourceRows.of(name, self._rows(name))
+
+    def _rows(self, name: str) -> list[Row]:
         if "/" in name or "\\" in name or name.startswith("."):
             raise AccessDenied(f"source names are catalog names, not paths: {name!r}")
         spec = self._domain.source(name)
-        return repository.read_rows(self._raw / f"{spec.name}.{spec.format}", spec.format, limit)
+        return datafiles.read_rows(self._raw / f"{spec.name}.{spec.format}", spec.format)
 
     def read_dev(self) -> list[DevItem]:
         return [DevItem(**item) for item in self._dev]
@@ -108,12 +113,35 @@ class DojoEnv:
         self.dev_evals += 1
         return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads)
 
-    def usage(self) -> dict[str, float]:
-        return {
-            "dev_evals": self.dev_evals,
-            "train_steps": self.train_steps,
-            "wall_s": time.monotonic() - self._started,
-        }
+    def usage(self) -> Usage:
+        return Usage(dev_evals=self.dev_evals, train_steps=self.train_steps, wall_s=time.monotonic() - self._started)
+
+
+class EnvHandle(Handle):
+    """The run's environment, in-process or a Ray actor: what the curator, validator and trainer may call."""
+
+    actor = DojoEnv
+
+    async def describe(self) -> TaskCard:
+        return await self._call(DojoEnv.describe)
+
+    async def read_source(self, name: str) -> SourceRows:
+        return await self._call(DojoEnv.read_source, name)
+
+    async def read_dev(self) -> list[DevItem]:
+        return await self._call(DojoEnv.read_dev)
+
+    async def charge_train_steps(self, steps: int) -> None:
+        await self._call(DojoEnv.charge_train_steps, steps)
+
+    async def check_wall(self) -> None:
+        await self._call(DojoEnv.check_wall)
+
+    async def evaluate(self, candidate: Candidate) -> EvalReport:
+        return await self._call(DojoEnv.evaluate, candidate)
+
+    async def usage(self) -> Usage:
+        return await self._call(DojoEnv.usage)
 
 
 class Referee:
@@ -124,7 +152,7 @@ class Referee:
         domain = get_domain(self._task.domain)
         repository.materialize(domain)
         self._path: Path = repository.sealed_path(self._task, domain)
-        self._dev_inputs = [i["input"] for i in repository.read_items(repository.dev_path(self._task, domain))]
+        self._dev_inputs = [i["input"] for i in datafiles.read_items(repository.dev_path(self._task, domain))]
         self._eval_batch = eval_batch_size
         self._threads = threads
         self._leak_threshold = leak_threshold
@@ -139,7 +167,7 @@ class Referee:
     def provenance(self, candidate: Candidate, base_model: str, produced: dict[str, str]) -> Provenance:
         """The candidate must be the task's base model, plus (optionally) a checkpoint this run's
         trainer wrote, unchanged since: ``produced`` maps checkpoint paths to their digests."""
-        from ftdojo import models, training
+        from ftdojo import methods, models, training
 
         def bad(reason: str, digest: str | None = None) -> Provenance:
             return Provenance(ok=False, reason=reason, base_model=base_model, checkpoint_sha256=digest)
@@ -162,18 +190,16 @@ class Referee:
             return bad(f"checkpoint {ckpt} was not written by this run's trainer", digest)
         if produced[ckpt] != digest:
             return bad(f"checkpoint {ckpt} changed after training (sha256 {digest[:12]} != {produced[ckpt][:12]})", digest)
-        cfg_path = Path(ckpt) / "adapter_config.json"
-        if cfg_path.exists():
-            trained_on = json.loads(cfg_path.read_text()).get("base_model_name_or_path") or ""
-            if trained_on and not same(trained_on, base_model):
-                return bad(f"adapter was trained on {trained_on!r}, not on {base_model!r}", digest)
+        trained_on = methods.of_checkpoint(ckpt).trained_on(Path(ckpt))
+        if trained_on and not same(trained_on, base_model):
+            return bad(f"checkpoint was trained on {trained_on!r}, not on {base_model!r}", digest)
         return Provenance(ok=True, base_model=base_model, checkpoint_sha256=digest)
 
     def leak_check(self, training_inputs: list[str], sources: list[str] | None = None) -> dict[str, float]:
         """Share of training inputs that overlap dev and test items; with ``sources`` (one name per
         input) also each source's own share overlapping test, as ``test[<source>]``, so that a small
         leaky source mixed into a large clean set is still caught."""
-        test_index = overlap.OverlapIndex([i["input"] for i in repository.read_items(self._path)])
+        test_index = overlap.OverlapIndex([i["input"] for i in datafiles.read_items(self._path)])
         hits = [test_index.contaminated(t, self._leak_threshold) for t in training_inputs]
         out = {
             "dev": overlap.contamination_rate(training_inputs, overlap.OverlapIndex(self._dev_inputs), self._leak_threshold),
@@ -208,7 +234,7 @@ def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str
     if memo is not None and memo.exists():
         report = EvalReport.model_validate_json(memo.read_text())
         return report.model_copy(update={"cached": True, "wall_s": time.perf_counter() - t0})
-    report = evaluation.evaluate(task, repository.read_items(items_path), candidate, split, batch, threads)  # type: ignore[arg-type]
+    report = evaluation.evaluate(task, datafiles.read_items(items_path), candidate, split, batch, threads)  # type: ignore[arg-type]
     if memo is not None:
         memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write_text(memo, report.model_dump_json())

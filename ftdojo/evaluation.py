@@ -10,13 +10,12 @@ parse-failure rate.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ftdojo import models, scoring, sft
+from ftdojo import methods, models, scoring, sft
 from ftdojo.messages import Candidate, ErrorSample, EvalReport
 from ftdojo.tasking import Item, TaskSpec
 
@@ -123,16 +122,11 @@ def score(task: TaskSpec, items: list[Item], outputs: list[str], split: str, wal
 
 
 def load_candidate(candidate: Candidate) -> tuple[Any, Any]:
+    """The base model (shared, read-only), or the base plus a checkpoint as the method that wrote it loads it."""
     model, tok = models.load_base(candidate.base_model, copy=False)
     if candidate.checkpoint is None:
         return model, tok
-    if not (Path(candidate.checkpoint) / "adapter_config.json").exists():
-        return models.load(candidate.base_model, candidate.checkpoint)
-    from peft import PeftModel
-
-    merged = PeftModel.from_pretrained(copy.deepcopy(model), candidate.checkpoint).merge_and_unload()
-    merged.eval()
-    return merged, tok
+    return methods.of_checkpoint(candidate.checkpoint).load(model, Path(candidate.checkpoint)), tok
 
 
 def evaluate(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+LEGACY_TRAIN_FIELDS = ("num_workers", "use_gpu", "precision")
+"""TrainConfig fields of schema version 2 that moved to the profile's resources."""
 
 Direction = Literal["max", "min"]
 CheckStatus = Literal["pass", "warn", "fail"]
@@ -169,8 +172,9 @@ class TrainConfig(Message):
     """How the trainer fine-tunes."""
 
     kind: Literal["train_config"] = "train_config"
-    method: Literal["lora", "full"] = "lora"
-    """LoRA adapters or full fine-tuning."""
+    method: Literal["lora", "full", "freeze"] = "lora"
+    """Fine-tuning method (``ftdojo.methods``): LoRA adapters, full fine-tuning, or freeze (train the
+    last layers or named modules only). Where it trains (devices, workers, precision) is the profile's."""
     steps: int = 200
     """Optimizer steps."""
     batch_size: int = 16
@@ -193,17 +197,15 @@ class TrainConfig(Message):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Module names that get adapters."""
-    num_workers: int = 0
-    """0: train in the calling process; N>=1: N Ray Train workers (DDP)."""
-    use_gpu: bool = False
-    """Place workers on GPUs."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """bf16 autocast over fp32 master weights; auto: bf16 where the device has native bf16."""
+    trainable_layers: int = 2
+    """freeze: train only the last N decoder layers (when ``trainable_modules`` is empty)."""
+    trainable_modules: list[str] = Field(default_factory=list)
+    """freeze: train only modules with these names (the last part of the dotted name, e.g. ``o_proj``)."""
     seed: int = 0
     """Seed for init and data order."""
     init: Literal["base", "parent"] = "base"
-    """Start from fresh adapters on the base model, or continue training the parent experiment's
-    LoRA adapter (its rank, alpha and target modules carry over)."""
+    """Start from the base model, or continue training the parent experiment's checkpoint with the
+    same method (a LoRA adapter's rank, alpha and target modules carry over)."""
 
 
 class PromptSpec(Message):
@@ -232,6 +234,37 @@ class Plan(Message):
     """Training configuration."""
     prompt: PromptSpec = PromptSpec()
     """Prompt format used for training and evaluation."""
+
+
+
+class LoopJob(Message):
+    """What each training worker runs (Ray Train, or ``torchrun -m ftdojo.training JOB.json``)."""
+
+    kind: Literal["loop_job"] = "loop_job"
+    train: TrainConfig
+    """The plan's training config."""
+    prompt: PromptSpec
+    """Prompt format."""
+    base_model: str
+    """Base model spec."""
+    data_path: str
+    """JSONL of Example rows."""
+    output_dir: str
+    """Where rank 0 writes the checkpoint and metrics.json."""
+    instruction: str
+    """The task's instruction."""
+    threads: int = 1
+    """torch threads per worker."""
+    use_gpu: bool = False
+    """Train on the worker's GPU (the profile's resources)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """The profile's precision."""
+    save: bool = True
+    """Write the checkpoint (the smoke train does not)."""
+    smoke: bool = False
+    """Smoke test: one fixed batch at a constant learning rate, so the loss must fall."""
+    init_from: str | None = None
+    """Checkpoint of the parent experiment to continue (same method)."""
 
 
 # --- reports --------------------------------------------------------------------------
@@ -331,6 +364,12 @@ class TrainResult(Message):
     """Mean per-example loss by source over the second half of training (high: hard or noisy)."""
     checkpoint_sha256: str | None = None
     """Digest of the checkpoint's files when the trainer wrote them (provenance)."""
+    device: str = "cpu"
+    """Device type it trained on (the profile's resources, never the plan's)."""
+    bf16: bool = False
+    """Whether it trained under bf16 autocast."""
+    workers: int = 0
+    """Ray Train workers (0: in the calling process)."""
 
 
 class ErrorSample(Message):
@@ -438,6 +477,155 @@ class Experiment(Message):
     """Time the iteration took."""
 
 
+
+class PlanProposal(Message):
+    """What a planner backbone returns: the parts of a plan it decides (the planner adds ids and parent)."""
+
+    kind: Literal["plan_proposal"] = "plan_proposal"
+    hypothesis: str
+    """Why this plan should beat its parent."""
+    recipe: DataRecipe
+    """Training data."""
+    train: TrainConfig
+    """Training configuration."""
+
+
+class ProposeRequest(Message):
+    """What the planner is asked: propose the next plan."""
+
+    kind: Literal["propose_request"] = "propose_request"
+    card: TaskCard
+    """The task."""
+    history: list[Experiment]
+    """The run's experiment tree so far, in creation order."""
+    base: TrainConfig
+    """The agent's default training config."""
+    steps_left: int
+    """Optimizer steps left in the budget."""
+    prompt: PromptSpec = PromptSpec()
+    """Prompt format for a plan without a parent."""
+
+
+class Verdict(Message):
+    """What a diagnostician backbone returns: findings beyond the rules', and a decision."""
+
+    kind: Literal["verdict"] = "verdict"
+    findings: list[Finding] = Field(default_factory=list)
+    """Findings the rules did not make."""
+    decision: Decision
+    """What the planner should do next."""
+
+
+class DiagnoseRequest(Message):
+    """What the diagnostician is asked: judge one experiment against the run's best and its parent."""
+
+    kind: Literal["diagnose_request"] = "diagnose_request"
+    experiment: Experiment
+    """The experiment to judge."""
+    best: Experiment | None
+    """The run's best node before this experiment."""
+    parent: Experiment | None
+    """The experiment it branched from."""
+    card: TaskCard
+    """The task."""
+
+
+class ValidateRequest(Message):
+    """What the validator is asked: check a plan and its curated data before training."""
+
+    kind: Literal["validate_request"] = "validate_request"
+    plan: Plan
+    """The plan."""
+    data: CuratedData
+    """Its curated training set."""
+    card: TaskCard
+    """The task."""
+
+
+class TrainRequest(Message):
+    """What the trainer is asked: train a plan on its curated data."""
+
+    kind: Literal["train_request"] = "train_request"
+    plan: Plan
+    """The plan."""
+    data: CuratedData
+    """Its curated training set."""
+    card: TaskCard
+    """The task."""
+    init_from: str | None = None
+    """The parent's checkpoint folder when the plan continues it (``train.init="parent"``)."""
+
+
+class SourceRows(Message):
+    """Rows of one raw source, column by column order (values as the file holds them)."""
+
+    kind: Literal["source_rows"] = "source_rows"
+    source: str
+    """Catalog name."""
+    columns: list[str]
+    """Column names, in file order."""
+    rows: list[list[str | int | float | None]]
+    """One list of values per row, in ``columns`` order."""
+
+    def dicts(self) -> list[dict[str, str | int | float | None]]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+    @classmethod
+    def of(cls, source: str, rows: list[dict[str, str | int | float | None]]) -> SourceRows:
+        columns = list(rows[0]) if rows else []
+        return cls(source=source, columns=columns, rows=[[r.get(c) for c in columns] for r in rows])
+
+
+class LLMUsage(Message):
+    """What a backbone has spent."""
+
+    kind: Literal["llm_usage"] = "llm_usage"
+    tokens: int = 0
+    """Prompt plus completion tokens of requests sent."""
+    requests: int = 0
+    """Requests sent (cache hits excluded)."""
+    retries: int = 0
+    """Re-asks after an answer that did not validate."""
+    cache_hits: int = 0
+    """Answers replayed from the on-disk cache."""
+
+    def __add__(self, other: LLMUsage) -> LLMUsage:
+        return LLMUsage(tokens=self.tokens + other.tokens, requests=self.requests + other.requests,
+                        retries=self.retries + other.retries, cache_hits=self.cache_hits + other.cache_hits)
+
+
+class Usage(Message):
+    """Budget spent by a run so far."""
+
+    kind: Literal["usage"] = "usage"
+    dev_evals: int = 0
+    """Dev evaluations."""
+    train_steps: int = 0
+    """Optimizer steps charged."""
+    wall_s: float = 0.0
+    """Seconds since the run's environment started."""
+    llm_tokens: int = 0
+    """Backbone tokens (planner and diagnostician together)."""
+    llm_requests: int = 0
+    """Backbone requests sent."""
+    llm_retries: int = 0
+    """Backbone re-asks."""
+    llm_cache_hits: int = 0
+    """Backbone answers from the cache."""
+    llm_cost_usd: float = 0.0
+    """Backbone tokens at the configured price."""
+
+
+class RunState(Message):
+    """Where a run is (progress displays, fault-injection tests)."""
+
+    kind: Literal["run_state"] = "run_state"
+    phase: str
+    """starting, curate, validate, train, evaluate or diagnose."""
+    experiments: int
+    """Experiments recorded so far."""
+
+
 # --- the run record ---------------------------------------------------------------
 
 
@@ -455,7 +643,7 @@ class Event(Message):
     """How long the step took, where it has a duration."""
     data: dict[str, Any] = Field(default_factory=dict)
     """Step details (plan hypothesis, check status, losses, scores, findings, decision...)."""
-    budget: dict[str, float] = Field(default_factory=dict)
+    budget: Usage = Usage()
     """Budget spent so far (train steps, dev evaluations, wall, LLM tokens)."""
 
 
@@ -497,6 +685,20 @@ class RunRecord(Message):
     """Everything a finished (or failed) run leaves behind."""
 
     kind: Literal["run_record"] = "run_record"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Version 2 records kept resources (workers, GPU, precision) in each plan's train config; since
+        version 3 they belong to the profile, so they are dropped on reading (they never changed a score)."""
+        if isinstance(data, dict) and data.get("version", SCHEMA_VERSION) < 3:
+            for e in data.get("experiments") or []:
+                train = (e.get("plan") or {}).get("train")
+                for k in LEGACY_TRAIN_FIELDS:
+                    if isinstance(train, dict):
+                        train.pop(k, None)
+        return data
+
     version: int = SCHEMA_VERSION
     """Schema version of this record."""
     key: RunKey
@@ -533,8 +735,8 @@ class RunRecord(Message):
     """The finalized model is not the base model plus this run's own adapter: kept out of headline statistics."""
     events: list[Event] = Field(default_factory=list)
     """Iteration-level event log: plan, curation, each check, training, evaluation, feedback, with timings and budget."""
-    usage: dict[str, float] = Field(default_factory=dict)
-    """Budget spent: dev evaluations, train steps, wall seconds."""
+    usage: Usage = Usage()
+    """Budget spent: dev evaluations, train steps, wall seconds, LLM tokens and cost."""
     wall_s: float = 0.0
     """Run wall time."""
     started_at: str = ""

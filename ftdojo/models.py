@@ -194,8 +194,8 @@ def load_base(spec: str, *, copy: bool = True) -> tuple[Any, Any]:
     return (_copy.deepcopy(model) if copy else model), tok
 
 
-def load(spec: str, checkpoint: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
-    """Load (model, tokenizer); apply a LoRA adapter or full checkpoint when given."""
+def load(spec: str, dtype: Any = None) -> tuple[Any, Any]:
+    """Load (model, tokenizer) in eval mode (checkpoints on top: ``ftdojo.methods``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -203,14 +203,6 @@ def load(spec: str, checkpoint: str | None = None, dtype: Any = None) -> tuple[A
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    dtype = dtype or torch.float32
-    if checkpoint and not (Path(checkpoint) / "adapter_config.json").exists():
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        if checkpoint:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, checkpoint).merge_and_unload()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     model.eval()
     return model, tok

@@ -7,7 +7,7 @@ Layout under ``FTDOJO_HOME``::
     data/<domain>/<fingerprint>/dev/<task>.jsonl     visible dev splits
     sealed/<domain>/<fingerprint>/<task>.jsonl       sealed test splits
 
-The fingerprint hashes the domain module's source and this one, so a generator change
+The fingerprint hashes the domain module's source, this one's and the file writers', so a generator change
 yields a new folder instead of silently mixing versions. Test items are drawn
 first, dev items are disjoint from them, and every source skips the inputs of
 all dev and test items and their near-copies (the referee's n-gram rule), also
@@ -20,10 +20,7 @@ concurrent runs on one machine materialise once.
 
 from __future__ import annotations
 
-import csv
 import inspect
-import io
-import json
 import os
 import random
 import sys
@@ -31,14 +28,16 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ftdojo import overlap, paths
-from ftdojo.tasking import Domain, Item, Row, SourceSpec, TaskSpec
+from ftdojo import datafiles, overlap, paths
+from ftdojo.datafiles import Item, Row, jsonl, write_rows
+from ftdojo.tasking import Domain, SourceSpec, TaskSpec
+from ftdojo.usertasks import read_task_items
 
 
 def fingerprint(domain: Domain) -> str:
     """Hash of what defines the domain's bytes: its module's source, or its YAML and data files."""
     if domain.origin in sys.modules:
-        sources = [inspect.getsource(sys.modules[m]) for m in (domain.origin, *domain.depends, __name__)]
+        sources = [inspect.getsource(sys.modules[m]) for m in (domain.origin, *domain.depends, __name__, datafiles.__name__)]
         return paths.sha256_json([*sources, domain.seed])[:12]
     files = domain.origin.split(os.pathsep) + [t.items_file for t in domain.tasks if t.items_file]
     files += [str(s.build.args[0]) for s in domain.sources if hasattr(s.build, "args")]
@@ -110,8 +109,6 @@ def _write_all(domain: Domain, root: Path) -> None:
     reserved = Reserved()
     for task in domain.tasks:
         if task.items_file:  # a user's items: shuffle by seed, then split
-            from ftdojo.usertasks import read_task_items
-
             items = read_task_items(task)
             random.Random(f"{task.id}:{task.seed}:split").shuffle(items)
             test, dev = items[: task.test_size], items[task.test_size : task.test_size + task.dev_size]
@@ -124,16 +121,16 @@ def _write_all(domain: Domain, root: Path) -> None:
         sealed = sealed_path(task, domain)
         sealed.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(sealed.parent, 0o700)
-        paths.atomic_write_text(sealed, _jsonl(test))
+        datafiles.atomic_write_text(sealed, jsonl(test))
         os.chmod(sealed, 0o400)
-        paths.atomic_write_text(dev_path(task, domain), _jsonl(dev))
+        datafiles.atomic_write_text(dev_path(task, domain), jsonl(dev))
     raw = root / "raw"
     for src in domain.sources:
         rows = src.build(random.Random(f"{domain.name}:{src.name}:{domain.seed}"), reserved)
         if src.role in GENERATED_ROLES:
             rows = [r for r in rows if not _maps_into(reserved, src, domain.tasks, r)]
         write_rows(raw / f"{src.name}.{src.format}", src.format, rows)
-        paths.atomic_write_text(raw / f"{src.name}.md", f"# {src.name}\n\n{src.readme}\n")
+        datafiles.atomic_write_text(raw / f"{src.name}.md", f"# {src.name}\n\n{src.readme}\n")
 
 
 GENERATED_ROLES = ("clean", "traces", "noisy", "irrelevant")
@@ -149,49 +146,3 @@ def _maps_into(reserved: Reserved, src: SourceSpec, tasks: tuple[TaskSpec, ...],
         if prompt and prompt.format(**row) in reserved:
             return True
     return False
-
-
-def _jsonl(rows: list[Item] | list[Row]) -> str:
-    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-
-
-def write_rows(path: Path, fmt: str, rows: list[Row]) -> None:
-    if fmt == "jsonl":
-        paths.atomic_write_text(path, _jsonl(rows))
-    elif fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        paths.atomic_write_text(path, buf.getvalue())
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        tmp = path.with_suffix(".parquet.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-        os.replace(tmp, path)
-    else:
-        raise ValueError(f"unknown format {fmt}")
-
-
-def read_rows(path: Path, fmt: str, limit: int | None = None) -> list[Row]:
-    if fmt == "jsonl":
-        with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    elif fmt == "csv":
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.ParquetFile(path).read().to_pylist()  # not read_table: its dataset layer imports pandas
-    else:
-        raise ValueError(f"unknown format {fmt}")
-    return rows[:limit] if limit is not None else rows
-
-
-def read_items(path: Path) -> list[Item]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]

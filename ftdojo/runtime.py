@@ -1,11 +1,14 @@
 """The one place ftdojo touches Ray's actor API.
 
 Actor logic lives in plain classes (``actors/``, ``ftdojo.dojo``) that unit
-tests build directly. ``call`` lets those classes talk to a peer that is
-either a plain object or a Ray actor handle, so the same code runs in both.
-``Spawner`` creates a run's peers: in-process (``local``) or as Ray actors
-(``ray``), the latter with ``num_cpus=0`` because they live inside the CPU
-share that the run's supervisor already holds.
+tests build directly. Each has a small typed ``Handle`` beside it (the
+pattern of Ray's ``util/queue.py``: a plain class plus a thin wrapper), whose
+methods name the class's own methods, so ``await curator.curate(plan)`` reads
+and navigates like a local call whether the peer is a plain object or a Ray
+actor. ``Spawner`` creates a run's peers and returns their handles:
+in-process (``local``) or as Ray actors (``ray``), the latter with
+``num_cpus=0`` because they live inside the CPU share that the run's
+supervisor already holds.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -85,15 +89,38 @@ def start_run(cls: type, *args: Any, num_cpus: float, num_gpus: float) -> Any:
     return ray.remote(cls).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_concurrency=8, **opts).remote(*args)
 
 
+class Handle:
+    """A typed reference to one peer, a plain object or a Ray actor. Subclasses set ``actor`` (the plain
+    class) and give one method per remote method, each naming the class's method: ``self._call(Curator.curate,
+    plan)``. Handles pickle, so a peer can be handed to another (the curator gets the environment's)."""
+
+    actor: ClassVar[type]
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        """The plain object, or the Ray actor handle."""
+
+    async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        return await call(self.target, method.__name__, *args)
+
+    @property
+    def is_actor(self) -> bool:
+        return hasattr(getattr(self.target, "__ray_ready__", None), "remote")
+
+
+H = TypeVar("H", bound=Handle)
+
+
 class Spawner:
-    """Creates a run's peer objects, in-process or as Ray actors."""
+    """Creates a run's peers, in-process or as Ray actors, and returns their handles."""
 
     def __init__(self, mode: Literal["local", "ray"] = "local") -> None:
         self.mode = mode
 
-    def spawn(self, cls: type, *args: Any, **kwargs: Any) -> Any:
+    def spawn(self, handle: type[H], *args: Any, **kwargs: Any) -> H:
+        cls = handle.actor
         if self.mode == "local":
-            return cls(*args, **kwargs)
+            return handle(cls(*args, **kwargs))
         import ray
 
-        return ray.remote(num_cpus=0, max_restarts=0)(cls).options(max_concurrency=4).remote(*args, **kwargs)
+        return handle(ray.remote(num_cpus=0, max_restarts=0)(cls).options(max_concurrency=4).remote(*args, **kwargs))

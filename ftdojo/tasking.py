@@ -1,31 +1,24 @@
-"""Task and domain specs, and the registry that discovers them.
+"""Task and domain specs: what a task is, not where it comes from.
 
 A *domain* owns a shared raw-data repository (its sources) and the tasks that
 draw on it. Built-in domains are modules in the top-level ``tasks`` package,
-each exposing ``DOMAIN``; the registry imports every such module. Generators
-are deterministic functions of a ``random.Random``: same seed, same bytes.
-Users add tasks from their own files with a YAML spec (``ftdojo.usertasks``)
-placed in ``tasks/`` or in a folder listed in ``FTDOJO_TASKS``.
+each exposing a ``Domain``; users write YAML specs (``ftdojo.usertasks``).
+``ftdojo.registry`` discovers both. Generators are deterministic functions of
+a ``random.Random``: same seed, same bytes.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import pkgutil
 import random
-import sys
 from collections.abc import Callable, Container
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Literal
 
-from ftdojo.errors import UnknownName, UserError
+from ftdojo.datafiles import Item, Row
+from ftdojo.errors import UnknownName
 from ftdojo.paths import sha256_json
 
-Row = dict[str, str | int | float | None]
-Item = dict[str, str]  # id, input, answer, category
+__all__ = ["Domain", "Item", "Row", "SourceSpec", "Suggestion", "TaskSpec"]
 ItemGenerator = Callable[[random.Random], Item]
 RowGenerator = Callable[[random.Random, Container[str]], list[Row]]
 
@@ -117,47 +110,3 @@ class Domain:
             if s.name == name:
                 return s
         raise UnknownName(f"source of domain {self.name}", name, [s.name for s in self.sources])
-
-
-@cache
-def domains() -> dict[str, Domain]:
-    import tasks as builtin
-    from ftdojo import usertasks
-
-    found: dict[str, Domain] = {}
-    for mod in pkgutil.iter_modules(builtin.__path__):
-        module = importlib.import_module(f"tasks.{mod.name}")
-        dom = getattr(module, "DOMAIN", None)
-        if isinstance(dom, Domain):
-            found[dom.name] = dom
-    folders = [Path(p) for p in builtin.__path__]
-    folders += [Path(p) for p in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if p]
-    for folder in folders:
-        for path in sorted(folder.glob("*.yaml")):
-            dom = usertasks.load(path)
-            if dom.name in found and found[dom.name].origin in sys.modules:
-                raise UserError(f"{path}: domain {dom.name!r} is a built-in domain ({found[dom.name].origin}); name another")
-            found[dom.name] = usertasks.merge(found[dom.name], dom) if dom.name in found else dom
-    return found
-
-
-def reload() -> None:
-    """Forget discovered domains (after FTDOJO_TASKS or a task file changed)."""
-    domains.cache_clear()
-
-
-def all_tasks() -> dict[str, TaskSpec]:
-    return {t.id: t for d in domains().values() for t in d.tasks}
-
-
-def get_task(task_id: str) -> TaskSpec:
-    tasks = all_tasks()
-    if task_id not in tasks:
-        raise UnknownName("task", task_id, list(tasks))
-    return tasks[task_id]
-
-
-def get_domain(name: str) -> Domain:
-    if name not in domains():
-        raise UnknownName("domain", name, list(domains()))
-    return domains()[name]

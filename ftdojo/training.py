@@ -19,15 +19,19 @@ otherwise go to prompt positions whose logits are thrown away.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from ftdojo.datafiles import read_models
 from ftdojo.errors import TrainingFailed
-from ftdojo.messages import Example, PromptSpec, TrainConfig, TrainResult
+from ftdojo.messages import Example, LoopJob, PromptSpec, TrainConfig, TrainResult
+
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 def _completion_lm(model: Any) -> Any:
@@ -52,34 +56,6 @@ def _completion_lm(model: Any) -> Any:
             return token_loss.sum(), keep.sum(), per_row / keep.sum(1).clamp(min=1)
 
     return CompletionLM(model)
-
-
-def fuse_lora(model: Any) -> int:
-    """Swap peft's LoRA forward for one fused ``base(x) + scaling * (x A^T) B^T`` (the adapter's
-    product added inside one ``addmm``, scaling folded in): same math, fewer kernels and casts
-    (bench/throughput.py: +12% tokens/s on the bundled model). Only for plain single-adapter
-    LoRA without dropout; the weights stay in peft's modules, so saving is unchanged."""
-    import types
-
-    import torch
-    from peft.tuners.lora import Linear as LoraLinear
-
-    def forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        out = self.base_layer(x)
-        h = torch.nn.functional.linear(x, self.lora_A["default"].weight)
-        flat = torch.addmm(out.reshape(-1, out.shape[-1]), h.reshape(-1, h.shape[-1]),
-                           self.lora_B["default"].weight.t(), alpha=self.scaling["default"])
-        return flat.view(out.shape)
-
-    n = 0
-    for m in model.modules():
-        if not isinstance(m, LoraLinear) or list(m.lora_A) != ["default"] or getattr(m, "merged", False):
-            continue
-        if getattr(m, "use_dora", {}).get("default", False) or not isinstance(m.lora_dropout["default"], torch.nn.Identity):
-            continue
-        m.forward = types.MethodType(forward, m)
-        n += 1
-    return n
 
 
 def use_bf16(precision: str, device_type: str) -> bool:
@@ -137,70 +113,48 @@ class RaySession(Session):
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def train_loop(cfg: dict[str, Any]) -> None:
-    """Runs on each Ray Train worker (or in-process with num_workers=0)."""
-    run_loop(cfg, RaySession())
+def train_loop(job: LoopJob) -> None:
+    """Runs on each Ray Train worker (or in-process with zero workers); ``fit`` binds the job."""
+    run_loop(job, RaySession())
 
 
-def run_loop(cfg: dict[str, Any], session: Session) -> None:
+def run_loop(job: LoopJob, session: Session) -> None:
     """The training loop proper: plain torch, launched by Ray Train (``train_loop``) or torchrun (``main``)."""
     import torch
     import torch.distributed as dist
 
-    from ftdojo import models, sft
+    from ftdojo import methods, models, sft
 
-    tc = TrainConfig.model_validate(cfg["train"])
+    tc = job.train
+    method = methods.get(tc.method)
     rank, world = session.rank, session.world
-    torch.set_num_threads(max(1, int(cfg.get("threads", 1))))  # reused Ray workers may keep a stale count
+    torch.set_num_threads(max(1, job.threads))  # reused Ray workers may keep a stale count
     torch.manual_seed(tc.seed)
-    device = torch.device("cuda", session.local_rank) if tc.use_gpu and torch.cuda.is_available() else None
+    device = torch.device("cuda", session.local_rank) if job.use_gpu and torch.cuda.is_available() else None
 
     device_type = "cuda" if device is not None else "cpu"
-    bf16 = use_bf16(tc.precision, device_type)
-    model, tok = models.load_base(cfg["base_model"])  # cached per process, copied: no reload per fit
+    bf16 = use_bf16(job.precision, device_type)
+    model, tok = models.load_base(job.base_model)  # cached per process, copied: no reload per fit
     model.train()
     if hasattr(model, "set_attn_implementation"):  # older transformers: keep the default
         model.set_attn_implementation(attention_impl(device_type, tc.max_length))
-    if tc.method == "lora" and bf16:
-        model.to(torch.bfloat16)  # frozen weights in bf16 (autocast would cast them every step); adapters stay fp32
-    if tc.method == "lora" and cfg.get("init_adapter"):  # continue the parent's adapter
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, cfg["init_adapter"], is_trainable=True)
-    elif tc.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=tc.lora_r,
-            lora_alpha=tc.lora_alpha,
-            lora_dropout=tc.lora_dropout,
-            target_modules=tc.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
-    if tc.method == "lora":
-        for p in model.parameters():
-            if p.requires_grad:
-                p.data = p.data.float()
-        fuse_lora(model)
+    model = method.prepare(model, tc, bf16, job.init_from)
     if device is not None:
         model.to(device)
     net = _completion_lm(model)
     if dist.is_available() and dist.is_initialized():  # Ray Train workers or torchrun: DDP (gloo on CPU, NCCL on GPU)
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device is not None else None)
 
-    with open(cfg["data_path"]) as f:
-        examples = [Example.model_validate_json(line) for line in f if line.strip()]
-    spec = PromptSpec.model_validate(cfg["prompt"])
-    enc = sft.encode_examples(tok, examples, spec, cfg["instruction"], tc.max_length)
+    examples = read_models(job.data_path, Example)
+    enc = sft.encode_examples(tok, examples, job.prompt, job.instruction, tc.max_length)
     schedule = sft.batch_schedule(len(enc), tc.batch_size, tc.steps, tc.seed, [len(e.input_ids) for e in enc])
-    if cfg.get("fixed_batch"):  # smoke test: fit one batch, so the loss must fall unless something is broken
+    if job.smoke:  # smoke test: fit one batch, so the loss must fall unless something is broken
         schedule = [schedule[0]] * tc.steps
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for _, p in method.trainable(model)]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, tc, bool(cfg.get("constant_lr"))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, tc, job.smoke))
     losses: list[float] = []
     source_sum: dict[str, float] = {}
     source_n: dict[str, int] = {}
@@ -241,17 +195,16 @@ def run_loop(cfg: dict[str, Any], session: Session) -> None:
         dist.all_reduce(t)
         tokens = int(t.item())
     source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
-    metrics = {"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses}
+    metrics = {"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses, "bf16": bf16,
+               "device": device_type}
     checkpoint_dir = None
     if rank == 0:
         # Ray Train keeps metrics only alongside a checkpoint once workers are involved, so
         # rank 0 always reports one: the adapter (when saving) plus the metrics as JSON.
-        out = Path(cfg["output_dir"])
+        out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if cfg.get("save", True):
-            model.save_pretrained(out)  # peft: adapter only
-            if tc.method == "full":
-                tok.save_pretrained(out)
+        if job.save:
+            method.save(model, tok, out, job.base_model)
         (out / "metrics.json").write_text(json.dumps(metrics))
         checkpoint_dir = out
     session.report(metrics, checkpoint_dir)
@@ -272,13 +225,6 @@ def checkpoint_sha256(directory: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_examples(path: Path, examples: list[Example]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for e in examples:
-            f.write(e.model_dump_json() + "\n")
-
-
 def fit(
     *,
     plan_id: str,
@@ -289,37 +235,30 @@ def fit(
     prompt: PromptSpec,
     instruction: str,
     threads: int = 1,
+    workers: int = 0,
+    use_gpu: bool = False,
+    precision: Precision = "auto",
     save: bool = True,
     smoke: bool = False,
-    init_adapter: str | None = None,
+    init_from: str | None = None,
 ) -> TrainResult:
     """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``.
-    ``init_adapter``: a LoRA adapter folder to continue training instead of fresh adapters."""
+    ``threads``, ``workers``, ``use_gpu`` and ``precision`` are the profile's resources; ``init_from``:
+    a checkpoint of the same method to continue instead of starting from the base model."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    config = {
-        "train": train.model_dump(),
-        "prompt": prompt.model_dump(),
-        "base_model": base_model,
-        "data_path": data_path,
-        "output_dir": output_dir,
-        "instruction": instruction,
-        "threads": threads,
-        "save": save,
-        "constant_lr": smoke,
-        "fixed_batch": smoke,
-        "init_adapter": init_adapter,
-    }
+    job = LoopJob(train=train, prompt=prompt, base_model=base_model, data_path=data_path, output_dir=output_dir,
+                  instruction=instruction, threads=threads, use_gpu=use_gpu, precision=precision, save=save,
+                  smoke=smoke, init_from=init_from)
     t0 = time.perf_counter()
     scaling = ScalingConfig(
-        num_workers=train.num_workers,
-        use_gpu=train.use_gpu,
-        resources_per_worker=None if train.use_gpu else {"CPU": max(1, threads)},
+        num_workers=workers,
+        use_gpu=use_gpu,
+        resources_per_worker=None if use_gpu else {"CPU": max(1, threads)},
     )
     trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=config,
+        functools.partial(train_loop, job),
         scaling_config=scaling,
         run_config=RunConfig(
             name=f"{plan_id}-{os.getpid()}-{time.time_ns()}",
@@ -348,14 +287,17 @@ def fit(
         checkpoint=ckpt_dir if save else None,
         checkpoint_sha256=checkpoint_sha256(ckpt_dir) if save else None,
         source_losses={k: float(v) for k, v in (m.get("source_losses") or {}).items()},
+        device=str(m.get("device", "cpu")),
+        bf16=bool(m.get("bf16", False)),
+        workers=workers,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """``torchrun [--nproc_per_node N] -m ftdojo.training CONFIG.json``: the same loop without Ray.
 
-    CONFIG.json holds the dict ``fit`` builds (train, prompt, base_model,
-    data_path, output_dir, instruction, ...). Rank 0 writes the checkpoint and
+    JOB.json is a ``LoopJob`` (what ``fit`` builds: train config, prompt, base
+    model, data, output folder, resources). Rank 0 writes the checkpoint and
     ``metrics.json`` into output_dir. With ``--max-restarts``, launch with
     ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: torchrun's shared rendezvous store
     keeps the dead attempt's gloo/NCCL addresses and the restarted group fails
@@ -367,16 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     args = sys.argv[1:] if argv is None else argv
-    cfg = json.loads(Path(args[0]).read_text())
+    job = LoopJob.model_validate_json(Path(args[0]).read_text())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if "WORLD_SIZE" in os.environ:
-        gpu = TrainConfig.model_validate(cfg["train"]).use_gpu and torch.cuda.is_available()
+        gpu = job.use_gpu and torch.cuda.is_available()
         if gpu:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if gpu else "gloo")
     try:
-        run_loop(cfg, Session(int(os.environ.get("RANK", "0")), world, local))
+        run_loop(job, Session(int(os.environ.get("RANK", "0")), world, local))
         if dist.is_initialized():
             # Ranks leave together: a rank that tore its gloo pairs down while rank 0 was
             # still writing the checkpoint could abort the group (SIGABRT in CI, stop 15).

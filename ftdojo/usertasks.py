@@ -42,10 +42,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ftdojo.config import read_yaml, validate
+from ftdojo.datafiles import FORMATS, read_rows
 from ftdojo.errors import ConfigError
 from ftdojo.tasking import Domain, Row, SourceSpec, Suggestion, TaskSpec
 
-FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
 class SourceFile(BaseModel):
@@ -120,8 +120,6 @@ class TaskFile(BaseModel):
 
 
 def _file_rows(path: Path, fmt: str, rng: Any, reserved: Any) -> list[Row]:
-    from ftdojo.repository import read_rows
-
     return read_rows(path, fmt)
 
 

@@ -32,7 +32,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def math_domain():
     from ftdojo import repository
-    from ftdojo.tasking import get_domain
+    from ftdojo.registry import get_domain
 
     d = get_domain("math")
     repository.materialize(d)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests_helpers import card
+from tests_helpers import card, diagnose, propose
 
 from actors.diagnostician import Diagnostician
-from actors.planner import HeuristicPolicy, Planner
+from actors.planner import Planner
 from actors.supervisor import RunSupervisor
 from ftdojo import backbones, config
+from ftdojo.backbones import HeuristicBackbone
 from ftdojo.errors import UserError
 from ftdojo.messages import (
     Budget,
@@ -18,12 +19,15 @@ from ftdojo.messages import (
     DataRecipe,
     EvalReport,
     Experiment,
+    LLMUsage,
     Plan,
+    PlanProposal,
     RunKey,
     SourceMapping,
     TrainConfig,
     TrainResult,
     ValidationReport,
+    Verdict,
 )
 from ftdojo.search import best_node, better, noise_margin
 
@@ -53,7 +57,7 @@ def test_diagnostician_reads_all_three_levels() -> None:
     best = _exp("it0", 0.60)
     exp = _exp("it1", 0.30, losses=[2.0] * 5 + [1.0] * 5 + [0.5] * 5, src_losses={"clean": 0.20, "forum": 0.95, "drills": 0.25},
                parse=0.25, cats={"a": 0.5, "b": 0.1}, parent="it0")
-    fb = asyncio.run(Diagnostician().diagnose(exp, best, best, CARD))
+    fb = diagnose(Diagnostician(), exp, best, best, CARD)
     by_code = {f.code: f for f in fb.findings}
     assert by_code["suspected_noise"].level == "data" and by_code["suspected_noise"].message.startswith("forum")
     assert "clean" not in {f.message.split(":")[0] for f in fb.findings if f.code == "suspected_noise"}
@@ -61,19 +65,19 @@ def test_diagnostician_reads_all_three_levels() -> None:
     assert {"format_errors", "content_errors", "weak_category", "regression"} <= set(by_code)
     assert fb.decision == "branch"
     rising = _exp("it2", 0.6, losses=[1.0, 1.2, 1.5, 2.0, 3.0])
-    assert "diverged" in {f.code for f in asyncio.run(Diagnostician().diagnose(rising, None, None, CARD)).findings}
+    assert "diverged" in {f.code for f in diagnose(Diagnostician(), rising, None, None, CARD).findings}
 
 
 def test_scalar_feedback_ablation_sees_only_the_score() -> None:
-    fb = asyncio.run(Diagnostician(scalar=True).diagnose(_exp("it1", 0.3, src_losses={"clean": 0.1, "forum": 0.9}), _exp("it0", 0.6), None, CARD))
+    fb = diagnose(Diagnostician(scalar=True), _exp("it1", 0.3, src_losses={"clean": 0.1, "forum": 0.9}), _exp("it0", 0.6), None, CARD)
     assert [f.code for f in fb.findings] == ["score"] and fb.decision == "branch"
 
 
 def test_heuristic_planner_drops_noisy_source_and_fixes_rejections() -> None:
-    pol, planner = HeuristicPolicy(), Planner(HeuristicPolicy())
+    pol, planner = HeuristicBackbone(), Planner(HeuristicBackbone())
     first = _exp("it0", 0.5, src_losses={"clean": 0.2, "forum": 0.9})
-    first = first.model_copy(update={"feedback": asyncio.run(Diagnostician().diagnose(first, None, None, CARD))})
-    plan = asyncio.run(planner.propose(CARD, [first], TrainConfig(), steps_left=80))
+    first = first.model_copy(update={"feedback": diagnose(Diagnostician(), first, None, None, CARD)})
+    plan = propose(planner, CARD, [first], TrainConfig(), steps_left=80)
     assert plan.parent == "it0" and [m.source for m in plan.recipe.sources] == ["clean"]
     assert plan.train.steps == 80  # clipped to the budget left
     rejected = first.model_copy(update={
@@ -81,31 +85,31 @@ def test_heuristic_planner_drops_noisy_source_and_fixes_rejections() -> None:
         "validation": ValidationReport(plan_id="it1", checks=[Check(name="truncation", status="fail", reason="r"), Check(name="learning_rate", status="fail", reason="r")]),
         "plan": first.plan.model_copy(update={"train": TrainConfig(max_length=32, lr=5.0)}),
     })
-    _, _, train = asyncio.run(pol.propose(CARD, [first, rejected], first, TrainConfig()))
+    train = asyncio.run(pol.propose(CARD, [first, rejected], first, TrainConfig())).train
     assert train.max_length == 64 and train.lr == 1e-3
 
 
 def test_training_longer_continues_the_parents_adapter_and_a_changed_plan_starts_fresh() -> None:
-    planner = Planner(HeuristicPolicy())
+    planner = Planner(HeuristicBackbone())
     falling = _exp("it0", 0.5, losses=[2.0, 1.6, 1.2, 0.9, 0.7, 0.5])
-    falling = falling.model_copy(update={"feedback": asyncio.run(Diagnostician().diagnose(falling, None, None, CARD))})
+    falling = falling.model_copy(update={"feedback": diagnose(Diagnostician(), falling, None, None, CARD)})
     assert "underfit" in {f.code for f in falling.feedback.findings}
-    plan = asyncio.run(planner.propose(CARD, [falling], TrainConfig(), steps_left=80))
+    plan = propose(planner, CARD, [falling], TrainConfig(), steps_left=80)
     assert plan.parent == "it0" and plan.train.init == "parent" and plan.train.steps == 80
     assert plan.recipe == falling.plan.recipe  # same data: only the continuation is new
     noisy = _exp("it1", 0.5, src_losses={"clean": 0.2, "forum": 0.9}, parent="it0")
     noisy = noisy.model_copy(update={"plan": noisy.plan.model_copy(update={"train": TrainConfig(init="parent")})})
-    noisy = noisy.model_copy(update={"feedback": asyncio.run(Diagnostician().diagnose(noisy, None, None, CARD))})
-    changed = asyncio.run(planner.propose(CARD, [noisy], TrainConfig(), steps_left=80))
+    noisy = noisy.model_copy(update={"feedback": diagnose(Diagnostician(), noisy, None, None, CARD)})
+    changed = propose(planner, CARD, [noisy], TrainConfig(), steps_left=80)
     assert [m.source for m in changed.recipe.sources] == ["clean"] and changed.train.init == "base"
-    first = asyncio.run(planner.propose(CARD, [], TrainConfig(init="parent"), steps_left=80))
+    first = propose(planner, CARD, [], TrainConfig(init="parent"), steps_left=80)
     assert first.parent is None and first.train.init == "base"  # nothing to continue yet
 
 
 def test_linear_ablation_continues_from_the_last_node() -> None:
     good, worse = _exp("it0", 0.8), _exp("it1", 0.2, parent="it0")
-    assert asyncio.run(Planner(HeuristicPolicy(), linear=True).propose(CARD, [good, worse], TrainConfig(), 100)).parent == "it1"
-    assert asyncio.run(Planner(HeuristicPolicy()).propose(CARD, [good, worse], TrainConfig(), 100)).parent == "it0"
+    assert propose(Planner(HeuristicBackbone(), linear=True), CARD, [good, worse], TrainConfig(), 100).parent == "it1"
+    assert propose(Planner(HeuristicBackbone()), CARD, [good, worse], TrainConfig(), 100).parent == "it0"
 
 
 def _run(agent: str, tmp_path, task: str = "math-linear", profile_overrides=()):
@@ -122,7 +126,7 @@ def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp
     assert rec.experiments[0].plan.recipe.sources[0].rationale  # reasoning traces first
     best = best_node(rec.experiments, "max")
     assert rec.final.checkpoint == best.train.checkpoint and not rec.fallback_to_base
-    assert rec.usage["train_steps"] <= 100
+    assert rec.usage.train_steps <= 100
     continued = [e for e in rec.experiments if e.plan.train.init == "parent"]
     assert continued and all(e.status == "ok" and e.parent in {x.id for x in rec.experiments} for e in continued)
 
@@ -143,7 +147,12 @@ class BrokenPlans:
 
     def __init__(self) -> None:
         self.i = 0
-        self.usage = {}
+
+    def usage(self) -> LLMUsage:
+        return LLMUsage()
+
+    async def diagnose(self, exp, rules) -> Verdict:
+        return Verdict(decision=rules.decision)
 
     async def propose(self, card, history, parent, base):
         good = SourceMapping(source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")
@@ -156,7 +165,7 @@ class BrokenPlans:
         ]
         recipe, train, why = cases[self.i % len(cases)]
         self.i += 1
-        return why, recipe, train
+        return PlanProposal(hypothesis=why, recipe=recipe, train=train)
 
 
 def test_fault_injection_every_broken_plan_is_caught_before_training(math_domain, tmp_path, monkeypatch) -> None:
@@ -167,7 +176,7 @@ def test_fault_injection_every_broken_plan_is_caught_before_training(math_domain
     caught = [{c.name for c in e.validation.checks if c.status == "fail"} for e in rec.experiments]
     assert [c & {"targets_parseable", "truncation", "learning_rate", "non_empty", "target_modules"} for c in caught[:5]] == [
         {"targets_parseable"}, {"truncation"}, {"learning_rate"}, {"non_empty"}, {"target_modules"}]
-    assert rec.usage["train_steps"] == 0
+    assert rec.usage.train_steps == 0
     assert rec.fallback_to_base and rec.final.checkpoint is None and rec.test is not None
 
 
@@ -186,9 +195,9 @@ def test_random_search_runs_and_picks_best(math_domain, tmp_path) -> None:
 
 def test_curator_verifier_removes_the_noisy_labels(math_domain, tmp_path) -> None:
     from actors.curator import Curator
-    from ftdojo.dojo import DojoEnv
+    from ftdojo.dojo import DojoEnv, EnvHandle
 
-    env = DojoEnv("math-linear", "tiny-random", Budget())
+    env = EnvHandle(DojoEnv("math-linear", "tiny-random", Budget()))
     forum = SourceMapping(source="homework_forum", prompt="{question}", answer="{accepted_reply}")
     plan = lambda verify: Plan(plan_id=f"v{verify}", hypothesis="h", recipe=DataRecipe(sources=[forum], verify=verify), train=TrainConfig())  # noqa: E731
     raw = asyncio.run(Curator(env, str(tmp_path)).curate(plan(False)))
@@ -196,3 +205,12 @@ def test_curator_verifier_removes_the_noisy_labels(math_domain, tmp_path) -> Non
     share = clean.dropped["verifier"] / raw.n_examples
     assert 0.3 < share < 0.5  # the forum's wrong-label rate is 40%
     assert clean.n_examples == raw.n_examples - clean.dropped["verifier"]
+
+
+def test_the_profiles_resources_reach_the_trainer_and_its_record(math_domain, tmp_path) -> None:
+    """Precision is the profile's (resources.precision), not the plan's: bf16 asked there trains under bf16
+    even on a CPU whose auto setting would not, and the iteration's record says so."""
+    rec = _run("naive-sft", tmp_path, profile_overrides=["resources.precision=bf16", "train.steps=4"])
+    t = rec.experiments[0].train
+    assert t is not None and t.status == "ok" and t.bf16 and t.device == "cpu" and t.workers == 0
+    assert rec.experiments[0].plan.train.steps == 4

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ftdojo import bench
+from ftdojo import datafiles, bench
 from ftdojo.messages import RunRecord
 
 pytestmark = pytest.mark.ray
@@ -59,11 +59,11 @@ def test_killing_the_trainer_mid_iteration_fails_that_iteration_only(ray_cluster
     )
     ref = sup.run.remote()
     deadline = time.time() + 120
-    while ray.get(sup.state.remote())["phase"] != "train":
+    while ray.get(sup.state.remote()).phase != "train":
         assert time.time() < deadline, "never reached training"
         time.sleep(0.2)
     time.sleep(2.0)
-    ray.kill(ray.get(sup.peer.remote("trainer")), no_restart=True)
+    ray.kill(ray.get(sup.peer.remote("trainer")).target, no_restart=True)
     rec = ray.get(ref, timeout=300)
     first, second = rec.experiments[0], rec.experiments[1]
     assert first.status == "failed" and "actor died" in first.error
@@ -81,13 +81,14 @@ def test_ddp_on_two_workers_matches_one_worker_at_the_same_global_batch(ray_clus
 
     rng = random.Random(0)
     data = tmp_path / "train.jsonl"
-    training.write_examples(data, [Example(input=f"q{rng.randint(0, 999)}", completion=f"Answer: {i % 7}", source="s") for i in range(64)])
+    datafiles.write_models(data, [Example(input=f"q{rng.randint(0, 999)}", completion=f"Answer: {i % 7}", source="s") for i in range(64)])
     runs = {}
     for workers in (1, 2):
-        cfg = TrainConfig(steps=8, batch_size=8, lr=3e-3, warmup_steps=0, num_workers=workers, precision="fp32")
+        cfg = TrainConfig(steps=8, batch_size=8, lr=3e-3, warmup_steps=0)
         r = training.fit(plan_id=f"ddp{workers}", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / f"a{workers}"),
-                         train=cfg, prompt=PromptSpec(), instruction="i", threads=1)
+                         train=cfg, prompt=PromptSpec(), instruction="i", threads=1, workers=workers, precision="fp32")
         assert r.status == "ok", r.error
+        assert r.workers == workers
         runs[workers] = r
     one, two = runs[1].losses, runs[2].losses
     assert max(abs(a - b) for a, b in zip(one, two, strict=True)) < 1e-3, (one, two)
@@ -98,7 +99,7 @@ def _bench_cmd(out, seeds: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "ftdojo.bench", "math", "--profile", "tiny", "--agents", "zero-shot,naive-sft",
-            "--seeds", seeds, "--out", str(out), "--num-cpus", "2", "train.steps=6", "cpus_per_run=1"]
+            "--seeds", seeds, "--out", str(out), "--num-cpus", "2", "train.steps=6", "resources.cpus=1"]
 
 
 def _score_table(out) -> list[tuple]:
@@ -163,7 +164,7 @@ def test_a_task_from_the_users_own_jsonl_runs_through_the_bench(ray_cluster, tmp
     """README, 'Add your own task': a YAML spec next to JSONL files, on FTDOJO_TASKS; no code change."""
     import random
 
-    from ftdojo import tasking
+    from ftdojo import registry
 
     rng = random.Random(1)
     words = list(dict.fromkeys("".join(rng.choice("abcdefghij") for _ in range(5)) for _ in range(300)))
@@ -173,7 +174,7 @@ def test_a_task_from_the_users_own_jsonl_runs_through_the_bench(ray_cluster, tmp
     (folder / "upper_eval.jsonl").write_text("".join(json.dumps({"input": f"Capitalise: {w}", "answer": w.upper()}) + "\n" for w in words[:30]))
     (folder / "upper_train.jsonl").write_text("".join(json.dumps({"word": w, "upper": w.upper()}) + "\n" for w in words[30:]))
     monkeypatch.setenv("FTDOJO_TASKS", str(folder))
-    tasking.reload()
+    registry.reload()
     try:
         out = tmp_path / "bench"
         assert bench.main(["upper-words", "--profile", "tiny", "--out", str(out), "train.steps=6"]) == 0
@@ -184,4 +185,4 @@ def test_a_task_from_the_users_own_jsonl_runs_through_the_bench(ray_cluster, tmp
         assert "| upper-words |" in (out / "results.md").read_text()
     finally:
         monkeypatch.delenv("FTDOJO_TASKS")
-        tasking.reload()
+        registry.reload()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ftdojo import config, models
+from ftdojo import agents, config, models
 from ftdojo.errors import ConfigError, ModelNotFound, UnknownName
-from ftdojo.tasking import get_task
+from ftdojo.registry import get_task
 
 
 @pytest.mark.parametrize("path", sorted(config.CONFIG_DIR.rglob("*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -43,7 +43,7 @@ def test_bad_value_names_field_and_value(tmp_path) -> None:
     p = tmp_path / "agent.yaml"
     p.write_text("name: x\npolicy: magic\n")
     with pytest.raises(ConfigError, match=r"policy: .*'zero-shot'.*got 'magic'"):
-        config.load_agent(str(p))
+        agents.load(str(p))
 
 
 def test_unknown_names_list_valid_ones() -> None:
@@ -54,7 +54,7 @@ def test_unknown_names_list_valid_ones() -> None:
 
 
 def test_overrides_apply_and_are_validated() -> None:
-    p = config.load_profile("tiny", ["train.steps=3", "budget.max_dev_evals=9", "cpus_per_run=1"])
+    p = config.load_profile("tiny", ["train.steps=3", "budget.max_dev_evals=9", "resources.cpus=1"])
     assert p.train["steps"] == 3 and p.budget.max_dev_evals == 9
     assert config.agent_train(config.load_agent("naive-sft"), p).steps == 3
     with pytest.raises(ConfigError, match=r"train.stepz"):

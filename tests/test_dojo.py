@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic_core import to_jsonable_python
 
-from ftdojo import evaluation, paths, repository
+from ftdojo import datafiles, evaluation, paths, repository
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.errors import AccessDenied, BudgetExceeded, UnknownName
 from ftdojo.messages import Budget, Candidate, PromptSpec
@@ -21,7 +21,7 @@ def env(math_domain, tiny_model) -> DojoEnv:
 
 def _test_inputs(math_domain) -> set[str]:
     task = next(t for t in math_domain.tasks if t.id == "math-arith")
-    return {i["input"] for i in repository.read_items(repository.sealed_path(task, math_domain))}
+    return {i["input"] for i in datafiles.read_items(repository.sealed_path(task, math_domain))}
 
 
 def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) -> None:
@@ -31,7 +31,7 @@ def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) 
     blob = json.dumps(to_jsonable_python(outputs), default=str)
     # the leak trap is agent-readable by design (its rows are near-copies of test items, and the card
     # shows a few); a run that trains on it is flagged. Nothing else may carry a test item.
-    trap = json.dumps([env.read_source(s.name) for s in math_domain.sources if s.role == "leak"])
+    trap = json.dumps([env.read_source(s.name).model_dump() for s in math_domain.sources if s.role == "leak"])
     leaked = [t for t in test_inputs if t in blob and t not in trap]
     assert not leaked, leaked[:3]
     assert any(t in trap for t in test_inputs)
@@ -57,7 +57,7 @@ def test_dev_evaluations_and_train_steps_are_charged(env, tiny_model) -> None:
     env.charge_train_steps(6)
     with pytest.raises(BudgetExceeded, match="train_steps used 12 of 10"):
         env.charge_train_steps(6)
-    assert env.usage()["dev_evals"] == 1 and env.usage()["train_steps"] == 6
+    assert env.usage().dev_evals == 1 and env.usage().train_steps == 6
 
 
 def test_referee_scores_test_and_hashes_it(math_domain, tiny_model) -> None:
@@ -85,7 +85,7 @@ def test_the_base_models_test_report_is_computed_once_per_setting(math_domain, t
 def test_a_memoised_dev_evaluation_is_still_charged(math_domain, tiny_model) -> None:
     env = DojoEnv("math-arith", tiny_model, Budget(max_dev_evals=2), eval_batch_size=48)
     first, again = env.evaluate(Candidate(base_model=tiny_model)), env.evaluate(Candidate(base_model=tiny_model))
-    assert again.cached and again.item_scores == first.item_scores and env.usage()["dev_evals"] == 2
+    assert again.cached and again.item_scores == first.item_scores and env.usage().dev_evals == 2
     with pytest.raises(BudgetExceeded):
         env.evaluate(Candidate(base_model=tiny_model))
 
@@ -94,7 +94,7 @@ def test_leak_check_flags_test_copies_not_clean_data(math_domain) -> None:
     ref = Referee("math-arith")
     test_inputs = sorted(_test_inputs(math_domain))
     raw = repository.raw_dir(math_domain)
-    clean = [r["question"] for r in repository.read_rows(raw / "gradeschool_qa.jsonl", "jsonl")[:500]]
+    clean = [r["question"] for r in datafiles.read_rows(raw / "gradeschool_qa.jsonl", "jsonl")[:500]]
     assert ref.leak_check(clean)["test"] == 0.0
     seeded = clean[:450] + [f"Can someone help? {t}" for t in test_inputs[:50]]
     assert ref.leak_check(seeded)["test"] == pytest.approx(0.1)

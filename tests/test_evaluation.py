@@ -6,7 +6,7 @@ import pytest
 
 from ftdojo import evaluation, models, sft
 from ftdojo.messages import PromptSpec
-from ftdojo.tasking import get_task
+from ftdojo.registry import get_task
 
 
 def test_fixed_outputs_score_to_known_number() -> None:

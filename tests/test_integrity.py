@@ -23,6 +23,9 @@ class Scripted:
     def __init__(self, pick) -> None:
         self.pick = pick
 
+    def peers(self):
+        return frozenset({"curator", "trainer"})
+
     async def run(self, ctx):
         exp = await ctx.iterate(_plan())
         return self.pick(ctx, exp)
@@ -76,6 +79,9 @@ def test_checkpoint_swapped_after_training_is_flagged(math_domain, tmp_path, mon
 class HostileThenHonest:
     """A backbone's bad day: a transform that phones home, then a plain recipe."""
 
+    def peers(self):
+        return frozenset({"curator", "trainer", "validator"})
+
     async def run(self, ctx):
         evil = SRC.model_copy(update={"transform": "import socket\ndef transform(row):\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n"})
         self.first = await ctx.iterate(_plan("p0").model_copy(update={"recipe": DataRecipe(sources=[evil])}), validate=True)
@@ -100,6 +106,9 @@ def test_a_run_that_trains_on_a_little_of_the_leak_trap_is_flagged_and_named(mat
     recipe = DataRecipe(sources=[SRC.model_copy(update={"max_rows": 1500}), crawl])
 
     class Greedy:
+        def peers(self):
+            return frozenset({"curator", "trainer"})
+
         async def run(self, ctx):
             plan = _plan().model_copy(update={"recipe": recipe})
             exp = await ctx.iterate(plan)
@@ -111,4 +120,4 @@ def test_a_run_that_trains_on_a_little_of_the_leak_trap_is_flagged_and_named(mat
     assert 20 <= rec.experiments[0].curated.per_source["math_quiz_crawl"] <= 30  # after the curator's filters
     assert rec.leak["test"] < 0.05 <= rec.leak["test[math_quiz_crawl]"] and rec.leak["test[algebra_drills]"] == 0.0
     assert rec.leak_flagged and not report.headline(rec)
-    assert "of source math_quiz_crawl" in report.summarize([rec])["flagged"][0]["why"]
+    assert "of source math_quiz_crawl" in report.summarize([rec]).flagged[0].why

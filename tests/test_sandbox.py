@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ftdojo import repository, sandbox
+from ftdojo import datafiles, repository, sandbox
 from ftdojo.errors import SandboxViolation
 from ftdojo.paths import sha256_file
-from ftdojo.tasking import get_task
+from ftdojo.registry import get_task
 
 CAPS = sandbox.capabilities()
 needs_ns = pytest.mark.skipif(
@@ -50,7 +50,7 @@ def test_reading_the_test_split_by_path_fails(math_domain, tmp_path) -> None:
 
 @needs_ns
 def test_searching_the_filesystem_for_answers_finds_nothing(math_domain, tmp_path) -> None:
-    needle = repository.read_items(_sealed(math_domain))[0]["input"]
+    needle = datafiles.read_items(_sealed(math_domain))[0]["input"]
     code = (
         "import os\n"
         "SKIP = {'/proc', '/sys', '/dev', '/usr', '/lib', '/lib64', '/bin', '/sbin', '/etc', '/boot', '/snap', '/var/lib'}\n"
@@ -201,10 +201,10 @@ def test_a_hostile_snippet_does_not_affect_a_concurrent_run(tmp_path) -> None:
 
 def test_sandboxed_transform_op_in_a_recipe_and_violation_as_feedback(math_domain, tmp_path) -> None:
     from actors.curator import Curator
-    from ftdojo.dojo import DojoEnv
+    from ftdojo.dojo import DojoEnv, EnvHandle
     from ftdojo.messages import Budget, DataRecipe, Plan, SourceMapping, TrainConfig
 
-    env = DojoEnv("math-linear", "tiny-random", Budget())
+    env = EnvHandle(DojoEnv("math-linear", "tiny-random", Budget()))
     keep_linear = (
         "def transform(row):\n"
         "    if row['form'] != 'ax+b=c':\n"

@@ -75,7 +75,7 @@ def test_llm_agent_against_transformers_serve_survives_garbage(served_model, mat
     key = RunKey(task="math-linear", agent="ft-agent-served", seed=0, profile="tiny", config_hash="0" * 16)
     rec = asyncio.run(RunSupervisor(key, config.load_agent(str(agent_yaml)), prof, str(tmp_path / "ws")).run())
     assert rec.status == "ok" and rec.test is not None
-    assert rec.usage["llm_requests"] >= 2 and rec.usage["llm_retries"] >= 1 and rec.usage["llm_tokens"] > 0
+    assert rec.usage.llm_requests >= 2 and rec.usage.llm_retries >= 1 and rec.usage.llm_tokens > 0
     failed = [e for e in rec.experiments if e.status == "failed"]
     assert failed and all("no valid PlanProposal" in e.error for e in failed)
     assert rec.fallback_to_base

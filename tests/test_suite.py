@@ -9,10 +9,11 @@ import re
 import pytest
 
 from actors.supervisor import leaked
-from ftdojo import overlap, paths, repository, scoring
+from ftdojo import datafiles, overlap, paths, repository, scoring
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.messages import Budget
-from ftdojo.tasking import Domain, SourceSpec, Suggestion, TaskSpec, domains, get_domain
+from ftdojo.tasking import Domain, SourceSpec, Suggestion, TaskSpec
+from ftdojo.registry import domains, get_domain
 from tasks import biology, chemistry, finance, tableqa
 
 NEW = ("chemistry", "tableqa", "finance", "biology")
@@ -54,11 +55,11 @@ def suite() -> dict:
 
 
 def _rows(d, src):
-    return repository.read_rows(repository.raw_dir(d) / f"{src.name}.{src.format}", src.format)
+    return datafiles.read_rows(repository.raw_dir(d) / f"{src.name}.{src.format}", src.format)
 
 
 def _split(d, t, which):
-    return repository.read_items(repository.dev_path(t, d) if which == "dev" else repository.sealed_path(t, d))
+    return datafiles.read_items(repository.dev_path(t, d) if which == "dev" else repository.sealed_path(t, d))
 
 
 def test_thirteen_tasks_in_five_domains_each_with_every_kind_of_source(suite) -> None:

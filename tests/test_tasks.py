@@ -6,8 +6,8 @@ import random
 
 import sympy
 
-from ftdojo import paths, repository
-from ftdojo.tasking import all_tasks
+from ftdojo import datafiles, paths, repository
+from ftdojo.registry import all_tasks
 from tasks import math as math_tasks
 
 
@@ -23,7 +23,7 @@ def test_generators_are_deterministic() -> None:
 
 
 def test_materialised_files_are_byte_identical_across_homes(tmp_path, monkeypatch) -> None:
-    from ftdojo.tasking import get_domain
+    from ftdojo.registry import get_domain
 
     d = get_domain("math")
     hashes = []
@@ -71,8 +71,8 @@ def test_equation_solutions_satisfy_the_equation() -> None:
 def test_dev_and_test_never_overlap_and_sources_exclude_them(math_domain) -> None:
     reserved: set[str] = set()
     for task in math_domain.tasks:
-        dev = {i["input"] for i in repository.read_items(repository.dev_path(task, math_domain))}
-        test = {i["input"] for i in repository.read_items(repository.sealed_path(task, math_domain))}
+        dev = {i["input"] for i in datafiles.read_items(repository.dev_path(task, math_domain))}
+        test = {i["input"] for i in datafiles.read_items(repository.sealed_path(task, math_domain))}
         assert len(dev) == task.dev_size and len(test) == task.test_size
         assert not dev & test
         reserved |= dev | test
@@ -80,15 +80,15 @@ def test_dev_and_test_never_overlap_and_sources_exclude_them(math_domain) -> Non
     for src in math_domain.sources:
         if src.role == "leak":
             continue  # the leak trap holds test items on purpose (tests/test_suite.py)
-        rows = repository.read_rows(raw / f"{src.name}.{src.format}", src.format)
+        rows = datafiles.read_rows(raw / f"{src.name}.{src.format}", src.format)
         prompts = {src.suggested_prompt.format(**r) for r in rows}
         assert not prompts & reserved, src.name
 
 
 def test_noisy_source_is_noisy_and_clean_source_is_clean(math_domain) -> None:
     raw = repository.raw_dir(math_domain)
-    forum = repository.read_rows(raw / "homework_forum.jsonl", "jsonl")
-    drills = repository.read_rows(raw / "algebra_drills.csv", "csv")
+    forum = datafiles.read_rows(raw / "homework_forum.jsonl", "jsonl")
+    drills = datafiles.read_rows(raw / "algebra_drills.csv", "csv")
     assert all(_holds(r["equation"], int(r["solution"])) for r in drills[:200])
     eqs = [r for r in forum if r["question"].startswith("Solve for x: ")][:200]
     wrong = sum(not _holds(r["question"].removeprefix("Solve for x: "), int(r["accepted_reply"])) for r in eqs)

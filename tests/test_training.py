@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftdojo import evaluation, models, sft, training
-from ftdojo.messages import Candidate, Example, PromptSpec, TrainConfig
+from ftdojo import datafiles, evaluation, methods, models, sft, training
+from ftdojo.messages import LoopJob, Candidate, Example, PromptSpec, TrainConfig
 
 INSTR = "Reply as 'Answer: <word>'."
 
@@ -21,13 +21,13 @@ def _examples(n: int = 64) -> list[Example]:
     return [Example(input=f"colour {i % 4}?", completion=f"Answer: {words[i % 4]}", source="s") for i in rng.sample(range(1000), n)]
 
 
-def _fit(tmp_path: Path, tiny_model: str, **train: object):
+def _fit(tmp_path: Path, tiny_model: str, precision: str = "auto", **train: object):
     data = tmp_path / "train.jsonl"
-    training.write_examples(data, _examples())
+    datafiles.write_models(data, _examples())
     cfg = TrainConfig(**{"steps": 30, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, **train})
     return training.fit(
         plan_id="t", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / "adapter"),
-        train=cfg, prompt=PromptSpec(), instruction=INSTR,
+        train=cfg, prompt=PromptSpec(), instruction=INSTR, precision=precision,  # type: ignore[arg-type]
     )
 
 
@@ -48,7 +48,7 @@ def test_continuing_an_adapter_starts_from_the_parents_loss(tmp_path, tiny_model
     cont = training.fit(
         plan_id="c", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / "c" / "adapter"),
         train=TrainConfig(steps=5, batch_size=8, lr=1e-4, warmup_steps=0), prompt=PromptSpec(), instruction=INSTR,
-        init_adapter=parent.checkpoint,
+        init_from=parent.checkpoint,
     )
     assert cont.status == "ok", cont.error
     tail = sum(parent.losses[-5:]) / 5
@@ -115,12 +115,10 @@ def test_torchrun_launcher_runs_the_same_loop_with_two_gloo_ranks(tmp_path, tiny
     import sys
 
     ref = _fit(tmp_path / "ref", tiny_model, steps=6, precision="fp32")
-    cfg = {
-        "train": TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=2, precision="fp32").model_dump(),
-        "prompt": PromptSpec().model_dump(), "base_model": tiny_model, "data_path": str(tmp_path / "ref" / "train.jsonl"),
-        "output_dir": str(tmp_path / "tr"), "instruction": INSTR, "threads": 1,
-    }
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    job = LoopJob(train=TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=2), prompt=PromptSpec(), base_model=tiny_model,
+                  data_path=str(tmp_path / "ref" / "train.jsonl"), output_dir=str(tmp_path / "tr"), instruction=INSTR,
+                  threads=1, precision="fp32")
+    (tmp_path / "cfg.json").write_text(job.model_dump_json())
     # One elastic restart, as a torchrun user would allow: gloo's TCP transport can abort a rank
     # in a set-up/tear-down race on a loaded machine. A real bug fails the restarted group too.
     # A restart only works with the rendezvous store unshared (pytorch#135712): shared, the
@@ -165,6 +163,44 @@ def test_fused_lora_forward_matches_peft(tiny_model) -> None:
     ids = tok(sft.render_prompt(tok, PromptSpec(), INSTR, "colour 3?"), return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         reference = lora(**ids).logits
-        assert training.fuse_lora(lora) == 6  # 2 layers x 3 modules
+        assert methods.fuse_lora(lora) == 6  # 2 layers x 3 modules
         fused = lora(**ids).logits
     assert torch.allclose(reference, fused, atol=1e-5)
+
+
+def _changed(base, trained) -> set[str]:
+    b = dict(base.named_parameters())
+    return {n for n, p in trained.named_parameters() if not torch.equal(p, b[n])}
+
+
+def test_freeze_trains_only_the_last_layers_and_reloads_them(tmp_path, tiny_model) -> None:
+    """The method seam: ``freeze`` is one class plus its registry entry. With one trainable layer of two,
+    every tensor of the last decoder layer changes and nothing else does (embeddings, first layer, norm);
+    the checkpoint holds just those tensors and evaluation loads them onto the base."""
+    r = _fit(tmp_path, tiny_model, method="freeze", trainable_layers=1, lr=1e-2, steps=8)
+    assert r.status == "ok", r.error
+    assert r.losses[-1] < r.losses[0]
+    ckpt = Path(r.checkpoint)
+    assert {p.name for p in ckpt.iterdir()} >= {"trainable.safetensors", methods.MARKER}
+    assert methods.of_checkpoint(ckpt).name == "freeze" and methods.of_checkpoint(ckpt).trained_on(ckpt) == tiny_model
+    base, _ = models.load(tiny_model)
+    trained = methods.of_checkpoint(ckpt).load(base, ckpt)
+    layer1 = {n for n, _ in base.named_parameters() if n.startswith("model.layers.1.")}
+    assert _changed(base, trained) == layer1 and layer1
+
+
+def test_freeze_of_named_modules_changes_only_those(tmp_path, tiny_model) -> None:
+    r = _fit(tmp_path, tiny_model, method="freeze", trainable_modules=["o_proj"], lr=1e-2, steps=6)
+    assert r.status == "ok", r.error
+    base, _ = models.load(tiny_model)
+    trained = methods.get("freeze").load(base, Path(r.checkpoint))
+    assert _changed(base, trained) == {"model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.o_proj.weight"}
+
+
+def test_every_checkpoint_names_its_method_and_base(tmp_path, tiny_model) -> None:
+    lora = _fit(tmp_path / "l", tiny_model, steps=2)
+    full = _fit(tmp_path / "f", tiny_model, method="full", steps=2)
+    assert [methods.of_checkpoint(c).name for c in (lora.checkpoint, full.checkpoint)] == ["lora", "full"]
+    assert methods.of_checkpoint(full.checkpoint).trained_on(Path(full.checkpoint)) == tiny_model
+    with pytest.raises(Exception, match="unknown fine-tuning method 'qlora'"):
+        methods.get("qlora")

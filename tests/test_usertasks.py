@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ftdojo import config, repository, tasking
+from ftdojo import datafiles, config, repository, registry
 from ftdojo.dojo import DojoEnv
 from ftdojo.errors import ConfigError
 from ftdojo.messages import Budget, RunKey
@@ -50,24 +50,24 @@ def user_task(tmp_path, monkeypatch) -> Path:
     spec = tmp_path / "reverse.yaml"
     spec.write_text(SPEC)
     monkeypatch.setenv("FTDOJO_TASKS", str(tmp_path))
-    tasking.reload()
+    registry.reload()
     yield spec
     monkeypatch.delenv("FTDOJO_TASKS")
-    tasking.reload()
+    registry.reload()
 
 
 def test_user_task_is_listed_split_and_served(user_task) -> None:
-    task = tasking.get_task("reverse-words")
+    task = registry.get_task("reverse-words")
     assert task.domain == "reverse-words" and set(task.categories) <= {"len3", "len4", "len5", "len6"}
-    d = tasking.get_domain("reverse-words")
+    d = registry.get_domain("reverse-words")
     repository.materialize(d)
-    dev = repository.read_items(repository.dev_path(task, d))
-    test = repository.read_items(repository.sealed_path(task, d))
+    dev = datafiles.read_items(repository.dev_path(task, d))
+    test = datafiles.read_items(repository.sealed_path(task, d))
     assert len(dev) == 20 and len(test) == 30 and not {i["input"] for i in dev} & {i["input"] for i in test}
     env = DojoEnv("reverse-words", "tiny-random", Budget())
     card = env.describe()
     assert card.sources[0].name == "reversals" and card.sources[0].rows == 240
-    assert env.read_source("reversals")[0].keys() == {"word", "reversed"}
+    assert env.read_source("reversals").dicts()[0].keys() == {"word", "reversed"}
 
 
 def test_user_task_runs_through_the_supervisor(user_task, tmp_path) -> None:
@@ -96,9 +96,9 @@ def test_user_task_runs_through_the_supervisor(user_task, tmp_path) -> None:
 )
 def test_malformed_task_yaml_names_file_and_field(user_task, edit, match) -> None:
     user_task.write_text(edit(SPEC))
-    tasking.reload()
+    registry.reload()
     with pytest.raises(ConfigError, match=match) as e:
-        tasking.get_task("reverse-words")
+        registry.get_task("reverse-words")
     assert "\n" not in str(e.value)
 
 
@@ -107,9 +107,9 @@ def test_malformed_items_line_is_named(user_task) -> None:
     lines = items.read_text().splitlines()
     lines[4] = '{"input": "Reverse: abc"}'
     items.write_text("\n".join(lines) + "\n")
-    tasking.reload()
+    registry.reload()
     with pytest.raises(ConfigError, match=r"eval.jsonl: line 5: missing \['answer'\]"):
-        tasking.get_task("reverse-words")
+        registry.get_task("reverse-words")
 
 
 def test_spec_files_naming_one_domain_share_its_sources(tmp_path, monkeypatch) -> None:
@@ -124,17 +124,17 @@ def test_spec_files_naming_one_domain_share_its_sources(tmp_path, monkeypatch) -
                                      "  - {name: words, file: words.jsonl, suggested_prompt: 'Upper: {word}', suggested_answer: '{up}'}\n"
                                      "  - {name: more, file: rev.jsonl}\n")
     monkeypatch.setenv("FTDOJO_TASKS", str(tmp_path))
-    tasking.reload()
+    registry.reload()
     try:
-        d = tasking.get_domain("words")
+        d = registry.get_domain("words")
         assert [t.id for t in d.tasks] == ["rev", "up"] and [s.name for s in d.sources] == ["words", "more"]
         rev, up = (DojoEnv(t, "tiny-random", Budget()).describe() for t in ("rev", "up"))
         assert [(s.name, s.suggested_answer) for s in rev.sources] == [("words", "{rev}"), ("more", None)]
         assert [(s.name, s.suggested_answer) for s in up.sources] == [("words", "{up}"), ("more", None)]
         (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace("file: words.jsonl", "file: up.jsonl"))
-        tasking.reload()
+        registry.reload()
         with pytest.raises(ConfigError, match=r"b.yaml: sources: source 'words' of domain 'words' is already .*words.jsonl in .*a.yaml"):
-            tasking.get_domain("words")
+            registry.get_domain("words")
     finally:
         monkeypatch.delenv("FTDOJO_TASKS")
-        tasking.reload()
+        registry.reload()

@@ -8,8 +8,8 @@ import pytest
 
 from actors.curator import Curator
 from actors.validator import Validator
-from ftdojo.dojo import DojoEnv
-from ftdojo.messages import Budget, DataRecipe, Plan, SourceMapping, TrainConfig
+from ftdojo.dojo import DojoEnv, EnvHandle
+from ftdojo.messages import ValidateRequest, Budget, DataRecipe, Plan, SourceMapping, TrainConfig
 
 
 def _plan(**kw) -> Plan:
@@ -21,7 +21,7 @@ def _plan(**kw) -> Plan:
 @pytest.fixture()
 def parts(math_domain, tiny_model, tmp_path):
     env = DojoEnv("math-linear", tiny_model, Budget(max_train_steps=100))
-    return env, Curator(env, str(tmp_path)), Validator(env, str(tmp_path), smoke_steps=6)
+    return env, Curator(EnvHandle(env), str(tmp_path)), Validator(EnvHandle(env), str(tmp_path), smoke_steps=6)
 
 
 def _validate(parts, plan: Plan):
@@ -29,7 +29,7 @@ def _validate(parts, plan: Plan):
 
     async def go():
         data = await curator.curate(plan)
-        return await validator.validate(plan, data, env.describe())
+        return await validator.validate(ValidateRequest(plan=plan, data=data, card=env.describe()))
 
     return asyncio.run(go())
 
@@ -54,7 +54,7 @@ def test_broken_plans_fail_fast(parts, case) -> None:
     failed = {c.name for c in report.checks if c.status == "fail"}
     assert not report.passed and check in failed, [c.model_dump() for c in report.checks]
     assert "smoke_train" not in {c.name for c in report.checks}  # nothing costly ran
-    assert parts[0].usage()["train_steps"] == 0
+    assert parts[0].usage().train_steps == 0
 
 
 def test_good_plan_passes_with_a_falling_smoke_loss(parts) -> None:

@@ -32,3 +32,20 @@ def experiment(i: str = "it0", score: float = 0.5) -> Experiment:
         train=TrainResult(plan_id=i, status="ok", losses=[2.0, 1.0], steps=2, checkpoint="/c"),
         dev=EvalReport(split="dev", score=score, n=10, per_category={"a": score}, parse_failure_rate=0.0, errors=[]),
     )
+
+
+def diagnose(diagnostician, exp: Experiment, best: Experiment | None, parent: Experiment | None, task: TaskCard | None = None):
+    """The diagnostician's feedback on ``exp`` (its request model built from the parts)."""
+    import asyncio
+
+    from ftdojo.messages import DiagnoseRequest
+
+    return asyncio.run(diagnostician.diagnose(DiagnoseRequest(experiment=exp, best=best, parent=parent, card=task or card())))
+
+
+def propose(planner, task: TaskCard, history: list[Experiment], base: TrainConfig, steps_left: int) -> Plan:
+    import asyncio
+
+    from ftdojo.messages import ProposeRequest
+
+    return asyncio.run(planner.propose(ProposeRequest(card=task, history=history, base=base, steps_left=steps_left)))

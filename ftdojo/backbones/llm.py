@@ -1,14 +1,12 @@
-"""Backbones the planner and diagnostician reason with.
+"""The LLM backbone: any OpenAI-compatible endpoint through the ``openai`` client.
 
-* ``heuristic`` — ``actors.planner.HeuristicPolicy``: deterministic rules,
-  the offline default and a baseline.
-* ``llm`` — any OpenAI-compatible endpoint through the ``openai`` client.
-  Answers must be JSON that validates into the message models; an answer
-  that does not is sent back with the validation error, up to
-  ``max_retries`` times, then the call fails as a ``BackboneError`` (a run
-  error: the iteration fails, the run goes on). Every request is keyed by a
-  hash of (model, messages, sampling settings) and stored on disk, so a run
-  replays offline and identically (``cache: replay``).
+Answers must be JSON that validates into the message models (``PlanProposal``,
+``Verdict``); an answer that does not is sent back with the validation error,
+up to ``max_retries`` times, then the call fails as a ``BackboneError`` (a run
+error: the iteration fails, the run goes on). Every request is keyed by a hash
+of (model, messages, sampling settings) and stored on disk, so a run replays
+offline and identically (``cache: replay``). Every model-facing string is in
+``ftdojo/prompts/``.
 """
 
 from __future__ import annotations
@@ -17,23 +15,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ftdojo import paths, prompts
 from ftdojo.config import BackboneConfig
+from ftdojo.datafiles import atomic_write_text
 from ftdojo.errors import BudgetExceeded, RunError
-from ftdojo.messages import (
-    DataRecipe,
-    Experiment,
-    Feedback,
-    Finding,
-    TaskCard,
-    TrainConfig,
-)
-
-HISTORY_SHOWN = 6
+from ftdojo.messages import Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
 
 
 class BackboneError(RunError):
@@ -42,29 +32,13 @@ class BackboneError(RunError):
     reason = "backbone_error"
 
 
-class PlanProposal(BaseModel):
-    """What the LLM planner must return."""
-
-    model_config = ConfigDict(extra="forbid")
-    hypothesis: str
-    recipe: DataRecipe
-    train: TrainConfig
+HISTORY_SHOWN = 6
 
 
-class Verdict(BaseModel):
-    """What the LLM diagnostician must return."""
+class BackboneError(RunError):
+    """The LLM gave no valid answer within the retry budget, or the cache missed on replay."""
 
-    model_config = ConfigDict(extra="forbid")
-    findings: list[Finding]
-    decision: Literal["continue", "branch", "stop"]
-
-
-def make(cfg: BackboneConfig, token_budget: int = 0) -> Any:
-    if cfg.kind == "heuristic":
-        from actors.planner import HeuristicPolicy
-
-        return HeuristicPolicy()
-    return LLMBackbone(cfg, token_budget)
+    reason = "backbone_error"
 
 
 def _json_block(text: str) -> str:
@@ -94,16 +68,24 @@ def summarize(exp: Experiment) -> dict[str, Any]:
 
 
 class LLMBackbone:
+    """Planner and diagnostician backbone on any OpenAI-compatible endpoint."""
+
     name = "llm"
 
     def __init__(self, cfg: BackboneConfig, token_budget: int = 0, cache_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.token_budget = token_budget
         self.cache_dir = cache_dir or paths.home() / "llm_cache"
-        self.usage = {"tokens": 0, "requests": 0, "retries": 0, "cache_hits": 0}
+        self.spent = LLMUsage()
         self._client: Any = None
 
-    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig) -> tuple[str, DataRecipe, TrainConfig]:
+    def usage(self) -> LLMUsage:
+        return self.spent
+
+    def _spend(self, **more: int) -> None:
+        self.spent = self.spent + LLMUsage(**more)
+
+    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig) -> PlanProposal:
         schema = json.dumps(PlanProposal.model_json_schema())
         user = json.dumps({
             "task": card.model_dump(exclude={"kind", "budget"}),
@@ -112,14 +94,12 @@ class LLMBackbone:
             "branch_from": parent.id if parent else None,
             "default_train": base.model_dump(exclude={"kind"}),
         }, default=str)
-        p: PlanProposal = await self.structured(prompts.load("planner").replace("{schema}", schema), user, PlanProposal)
-        return p.hypothesis, p.recipe, p.train
+        return await self.structured(prompts.load("planner").replace("{schema}", schema), user, PlanProposal)
 
-    async def diagnose(self, exp: Experiment, rules: Feedback) -> Feedback:
+    async def diagnose(self, exp: Experiment, rules: Feedback) -> Verdict:
         schema = json.dumps(Verdict.model_json_schema())
         user = json.dumps({"experiment": summarize(exp), "rule_findings": [f.model_dump() for f in rules.findings]}, default=str)
-        v: Verdict = await self.structured(prompts.load("diagnostician").replace("{schema}", schema), user, Verdict)
-        return Feedback(plan_id=exp.id, findings=list(rules.findings) + v.findings, decision=v.decision)
+        return await self.structured(prompts.load("diagnostician").replace("{schema}", schema), user, Verdict)
 
     async def structured(self, system: str, user: str, model: type[BaseModel]) -> Any:
         messages: list[dict[str, str]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -130,10 +110,10 @@ class LLMBackbone:
                 return model.model_validate_json(_json_block(text))
             except ValidationError as e:
                 error = "; ".join(f"{'.'.join(map(str, x['loc'])) or '(root)'}: {x['msg']}" for x in e.errors()[:5])
-                self.usage["retries"] += attempt < self.cfg.max_retries
+                self._spend(retries=int(attempt < self.cfg.max_retries))
                 messages += [
                     {"role": "assistant", "content": text},
-                    {"role": "user", "content": f"That reply did not validate ({error}). Reply with the JSON object only."},
+                    {"role": "user", "content": prompts.load("retry").strip().replace("{error}", error)},
                 ]
         raise BackboneError(f"no valid {model.__name__} from {self.cfg.model} after {self.cfg.max_retries + 1} attempts: {error}")
 
@@ -145,17 +125,16 @@ class LLMBackbone:
         key = self._key(messages)
         path = self.cache_dir / f"{key}.json"
         if self.cfg.cache in ("auto", "replay") and path.exists():
-            self.usage["cache_hits"] += 1
+            self._spend(cache_hits=1)
             return json.loads(path.read_text())["text"]
         if self.cfg.cache == "replay":
             raise BackboneError(f"replay cache miss for request {key[:12]} in {self.cache_dir}")
-        if self.token_budget and self.usage["tokens"] >= self.token_budget:
-            raise BudgetExceeded("llm_tokens", self.token_budget, self.usage["tokens"])
+        if self.token_budget and self.spent.tokens >= self.token_budget:
+            raise BudgetExceeded("llm_tokens", self.token_budget, self.spent.tokens)
         text, tokens = await self._request(messages)
-        self.usage["tokens"] += tokens
-        self.usage["requests"] += 1
+        self._spend(tokens=tokens, requests=1)
         if self.cfg.cache != "off":
-            paths.atomic_write_text(path, json.dumps({"request": messages, "text": text, "tokens": tokens}))
+            atomic_write_text(path, json.dumps({"request": messages, "text": text, "tokens": tokens}))
         return text
 
     async def _request(self, messages: list[dict[str, str]]) -> tuple[str, int]:

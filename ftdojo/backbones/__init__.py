@@ -1,0 +1,45 @@
+"""Backbones the planner and diagnostician reason with, behind two Protocols.
+
+* ``heuristic`` (``ftdojo.backbones.heuristic``) — deterministic expert rules,
+  the offline default and a baseline;
+* ``llm`` (``ftdojo.backbones.llm``) — any OpenAI-compatible endpoint.
+
+A planner backbone answers ``propose`` with a ``PlanProposal``; a
+diagnostician backbone answers ``diagnose`` with a ``Verdict`` (both in
+``ftdojo.messages``). Both kinds implement both Protocols, and say what they
+spent as ``LLMUsage``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ftdojo.backbones.heuristic import HeuristicBackbone
+from ftdojo.backbones.llm import BackboneError, LLMBackbone
+from ftdojo.config import BackboneConfig
+from ftdojo.messages import Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
+
+__all__ = ["BackboneError", "DiagnosticianBackbone", "HeuristicBackbone", "LLMBackbone", "PlannerBackbone", "make"]
+
+
+class PlannerBackbone(Protocol):
+    """Reasons out the next plan: what to train on and how."""
+
+    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None,
+                      base: TrainConfig) -> PlanProposal: ...
+
+    def usage(self) -> LLMUsage: ...
+
+
+class DiagnosticianBackbone(Protocol):
+    """Reads one experiment and the rules' findings; adds findings and decides what comes next."""
+
+    async def diagnose(self, exp: Experiment, rules: Feedback) -> Verdict: ...
+
+    def usage(self) -> LLMUsage: ...
+
+
+def make(cfg: BackboneConfig, token_budget: int = 0) -> HeuristicBackbone | LLMBackbone:
+    if cfg.kind == "heuristic":
+        return HeuristicBackbone()
+    return LLMBackbone(cfg, token_budget)

@@ -1,0 +1,62 @@
+"""The task registry: every built-in domain and every user task spec, discovered once per process.
+
+Built-in domains are the modules of the top-level ``tasks`` package that
+expose ``DOMAIN``; user specs are the YAML files in ``tasks/`` and in the
+folders on ``FTDOJO_TASKS`` (``ftdojo.usertasks``). ``reload`` forgets what
+was found (after ``FTDOJO_TASKS`` or a spec file changed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+from functools import cache
+from pathlib import Path
+
+import tasks as builtin
+from ftdojo import usertasks
+from ftdojo.errors import UnknownName, UserError
+from ftdojo.tasking import Domain, TaskSpec
+
+
+@cache
+def domains() -> dict[str, Domain]:
+    found: dict[str, Domain] = {}
+    for mod in pkgutil.iter_modules(builtin.__path__):
+        module = importlib.import_module(f"tasks.{mod.name}")
+        dom = getattr(module, "DOMAIN", None)
+        if isinstance(dom, Domain):
+            found[dom.name] = dom
+    folders = [Path(p) for p in builtin.__path__]
+    folders += [Path(p) for p in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if p]
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")):
+            dom = usertasks.load(path)
+            if dom.name in found and found[dom.name].origin in sys.modules:
+                raise UserError(f"{path}: domain {dom.name!r} is a built-in domain ({found[dom.name].origin}); name another")
+            found[dom.name] = usertasks.merge(found[dom.name], dom) if dom.name in found else dom
+    return found
+
+
+def reload() -> None:
+    """Forget discovered domains (after FTDOJO_TASKS or a task file changed)."""
+    domains.cache_clear()
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    return {t.id: t for d in domains().values() for t in d.tasks}
+
+
+def get_task(task_id: str) -> TaskSpec:
+    tasks = all_tasks()
+    if task_id not in tasks:
+        raise UnknownName("task", task_id, list(tasks))
+    return tasks[task_id]
+
+
+def get_domain(name: str) -> Domain:
+    if name not in domains():
+        raise UnknownName("domain", name, list(domains()))
+    return domains()[name]
