@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ftdojo import agents, config, log, models, paths, report, repository, runtime
+from ftdojo import agents, config, datafiles, log, models, paths, report, repository, runtime
 from ftdojo.errors import UnknownName, UserError
 from ftdojo.messages import RunKey, RunRecord
 from ftdojo.registry import all_tasks, get_domain, get_task
@@ -145,7 +145,7 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
                 record: RunRecord = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - a crashed run is recorded as failed, never lost
                 record = failed_record(run, profile, f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"[:800], time.perf_counter() - t0)
-            paths.atomic_write_text(record_path(out, run.key), record.model_dump_json(indent=1))
+            datafiles.atomic_write_text(record_path(out, run.key), record.model_dump_json(indent=1))
             ray.kill(actor)
             progress.done(record)
         progress.tick(len(pending))
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         execute(profile, todo, out, progress)
     wall = time.perf_counter() - t0 if todo else None
     if wall is not None:
-        paths.atomic_write_text(out / "bench.json", json.dumps({"wall_s": wall, "runs": len(runs), "ran": len(todo)}) + "\n")
+        datafiles.atomic_write_text(out / "bench.json", json.dumps({"wall_s": wall, "runs": len(runs), "ran": len(todo)}) + "\n")
     md = report.write(out, wall, {r.key.slug for r in runs})
     print(md)
     print(f"[bench] results: {out / 'results.md'}", file=sys.stderr)

@@ -27,8 +27,10 @@ def setup(json_lines: bool | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # sys.stderr as it is when a logger is made, not when logging was set up: a caller that swaps
+        # stderr (pytest's capture, a CLI wrapper) and closes it later must not break later lines
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+        cache_logger_on_first_use=False,
     )
     _configured = True
 

@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftdojo.datafiles import atomic_write_text  # noqa: F401 - re-exported: the one atomic writer
-
 
 def home() -> Path:
     return Path(os.environ.get("FTDOJO_HOME", Path.home() / ".cache" / "ftdojo")).expanduser()

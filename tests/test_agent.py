@@ -214,3 +214,37 @@ def test_the_profiles_resources_reach_the_trainer_and_its_record(math_domain, tm
     t = rec.experiments[0].train
     assert t is not None and t.status == "ok" and t.bf16 and t.device == "cpu" and t.workers == 0
     assert rec.experiments[0].plan.train.steps == 4
+
+
+def test_a_new_policy_is_one_class_and_a_yaml_and_gets_exactly_its_peers(math_domain, tmp_path) -> None:
+    """No supervisor edit: a policy registered here runs from its YAML; the supervisor spawns only the peers
+    it declares, and a call that needs an undeclared peer fails that iteration with the reason."""
+    from ftdojo import agents
+
+    @agents.policy("probe-twice")
+    class ProbeTwice:
+        def __init__(self, cfg) -> None:
+            self.cfg = cfg
+
+        def peers(self):
+            return frozenset()
+
+        async def run(self, ctx):
+            base = agents.Candidate(base_model=ctx.card.base_model)
+            await ctx.evaluate(base)
+            await ctx.evaluate(base)
+            self.exp = await ctx.iterate(Plan(plan_id="x", hypothesis="h", recipe=DataRecipe(sources=[]), train=ctx.train))
+            return None
+
+    try:
+        yaml_path = tmp_path / "probe.yaml"
+        yaml_path.write_text("name: probe\npolicy: probe-twice\n")
+        key = RunKey(task="math-linear", agent="probe", seed=0, profile="tiny", config_hash="0" * 16)
+        sup = RunSupervisor(key, agents.load(str(yaml_path)), config.load_profile("tiny"), str(tmp_path / "w"))
+        rec = asyncio.run(sup.run())
+        assert rec.usage.dev_evals == 2 and rec.fallback_to_base
+        assert all(getattr(sup, p) is None for p in ("curator", "trainer", "validator", "planner", "diagnostician"))
+        (exp,) = rec.experiments
+        assert exp.status == "rejected" and "does not declare it in peers()" in exp.error and "curator" in exp.error
+    finally:
+        agents.POLICIES.pop("probe-twice", None)
