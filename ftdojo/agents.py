@@ -19,8 +19,7 @@ import random
 from collections.abc import Callable
 from typing import Literal, Protocol, TypeVar
 
-from ftdojo import config as config_
-from ftdojo import recipes
+from ftdojo import config, recipes
 from ftdojo.config import AgentConfig
 from ftdojo.errors import UnknownName
 from ftdojo.messages import Candidate, DataRecipe, EvalReport, Experiment, Plan, PromptSpec, TaskCard, TrainConfig, Usage
@@ -191,10 +190,10 @@ class RandomSearch:
 
 def load(name: str) -> AgentConfig:
     """An agent YAML (name or path) whose policy is a registered one."""
-    return config_.load_agent(name, sorted(POLICIES))
+    return config.load_agent(name, sorted(POLICIES))
 
 
-def make(config: AgentConfig) -> Agent:
-    if config.policy not in POLICIES:
-        raise UnknownName("agent policy", config.policy, list(POLICIES))
-    return POLICIES[config.policy](config)
+def make(cfg: AgentConfig) -> Agent:
+    if cfg.policy not in POLICIES:
+        raise UnknownName("agent policy", cfg.policy, list(POLICIES))
+    return POLICIES[cfg.policy](cfg)

@@ -103,10 +103,6 @@ class Handle:
     async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         return await call(self.target, method.__name__, *args)
 
-    @property
-    def is_actor(self) -> bool:
-        return hasattr(getattr(self.target, "__ray_ready__", None), "remote")
-
 
 H = TypeVar("H", bound=Handle)
 
