@@ -208,11 +208,15 @@ def test_curator_verifier_removes_the_noisy_labels(math_domain, tmp_path) -> Non
 
 
 def test_the_profiles_resources_reach_the_trainer_and_its_record(math_domain, tmp_path) -> None:
-    """Precision is the profile's (resources.precision), not the plan's: bf16 asked there trains under bf16
-    even on a CPU whose auto setting would not, and the iteration's record says so."""
-    rec = _run("naive-sft", tmp_path, profile_overrides=["resources.precision=bf16", "train.steps=4"])
+    """Precision is the profile's (resources.precision), not the plan's: the profile asks for the opposite of
+    what ``auto`` would pick on this CPU, training follows the profile, and the iteration's record says so."""
+    from ftdojo import training
+
+    want = "fp32" if training.use_bf16("auto", "cpu") else "bf16"
+    rec = _run("naive-sft", tmp_path, profile_overrides=[f"resources.precision={want}", "train.steps=4"])
     t = rec.experiments[0].train
-    assert t is not None and t.status == "ok" and t.bf16 and t.device == "cpu" and t.workers == 0
+    assert t is not None and t.status == "ok" and t.device == "cpu" and t.workers == 0
+    assert t.bf16 == (want == "bf16") != training.use_bf16("auto", "cpu")
     assert rec.experiments[0].plan.train.steps == 4
 
 
