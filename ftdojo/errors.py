@@ -10,14 +10,29 @@ Two families, handled differently:
   feedback / a failed iteration in exactly one place; they never abort the
   bench.
 
-Exceptions carry their fields and have no side effects.
+Exceptions carry their fields and have no side effects. Every one of them
+crosses a Ray actor boundary intact: pickling keeps the type, the message and
+the fields, whatever the subclass's ``__init__`` takes (``__reduce__``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _restore(cls: type[FtdojoError], args: tuple[Any, ...], fields: dict[str, Any]) -> FtdojoError:
+    """Rebuild an unpickled error without calling its ``__init__`` (whose arguments are not ``args``)."""
+    e = cls.__new__(cls)
+    e.args = args
+    e.__dict__.update(fields)
+    return e
+
 
 class FtdojoError(Exception):
     """Base of every error ftdojo raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args, dict(self.__dict__))
 
 
 class UserError(FtdojoError):

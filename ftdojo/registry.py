@@ -40,6 +40,15 @@ def domains() -> dict[str, Domain]:
     return found
 
 
+def data_dirs() -> list[Path]:
+    """Every folder outside the data home that holds task definitions or task data: the built-in
+    ``tasks`` package, the folders on ``FTDOJO_TASKS``, and the folders of each user task's files."""
+    out = [Path(p) for p in builtin.__path__]
+    out += [Path(p) for p in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if p]
+    out += [Path(f).parent for d in domains().values() for f in d.data_files]
+    return sorted({p.resolve() for p in out})
+
+
 def reload() -> None:
     """Forget discovered domains (after FTDOJO_TASKS or a task file changed)."""
     domains.cache_clear()

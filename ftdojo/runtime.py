@@ -19,6 +19,8 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
+from ftdojo.errors import FtdojoError
+
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
@@ -37,9 +39,19 @@ async def call(target: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     """Call ``method`` on a plain object or a Ray actor handle and await the result."""
     fn = getattr(target, method)
     if hasattr(fn, "remote"):
-        return await fn.remote(*args, **kwargs)
+        try:
+            return await fn.remote(*args, **kwargs)
+        except Exception as e:
+            raise _cause(e) from None
     result = fn(*args, **kwargs)
     return await result if inspect.isawaitable(result) else result
+
+
+def _cause(e: Exception) -> Exception:
+    """The peer's own typed error out of Ray's wrapper (whose text is a multi-line traceback), so a
+    caller sees ``SandboxViolation('network', …)`` from an actor exactly as from a plain object."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, FtdojoError) else e
 
 
 def warm(*modules: str) -> None:

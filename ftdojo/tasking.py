@@ -104,6 +104,9 @@ class Domain:
     """Checks (input, answer) by computation: True / False, or None when it cannot tell."""
     depends: tuple[str, ...] = ()
     """Further modules whose source defines the domain's bytes (shared helpers)."""
+    data_files: tuple[str, ...] = ()
+    """Files outside the data home that hold the domain's tasks or sources (a user spec, its items and
+    sources): the sandbox hides the folders they sit in."""
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:

@@ -190,7 +190,7 @@ def load(path: Path) -> Domain:
     )
     return Domain(
         name=task.domain, description=spec.domain_description or spec.description, sources=tuple(sources), tasks=(task,),
-        origin=str(path),
+        origin=str(path), data_files=(str(path.resolve()), str(items_path), *(str(s.build.args[0]) for s in sources)),  # type: ignore[attr-defined]
     )
 
 
@@ -210,4 +210,5 @@ def merge(a: Domain, b: Domain) -> Domain:
     clash = {t.id for t in a.tasks} & {t.id for t in b.tasks}
     if clash:
         raise ConfigError(b.origin, "id", f"task {sorted(clash)[0]!r} is already defined in {a.origin.split(os.pathsep)[0]}")
-    return replace(a, sources=tuple(by_name.values()), tasks=a.tasks + b.tasks, origin=a.origin + os.pathsep + b.origin)
+    return replace(a, sources=tuple(by_name.values()), tasks=a.tasks + b.tasks, origin=a.origin + os.pathsep + b.origin,
+                   data_files=a.data_files + b.data_files)

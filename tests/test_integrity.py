@@ -6,6 +6,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
+
 from actors.supervisor import RunSupervisor
 from ftdojo import agents, config, training
 from ftdojo.messages import Candidate, DataRecipe, Plan, RunKey, SourceMapping, TrainConfig
@@ -121,3 +123,17 @@ def test_a_run_that_trains_on_a_little_of_the_leak_trap_is_flagged_and_named(mat
     assert rec.leak["test"] < 0.05 <= rec.leak["test[math_quiz_crawl]"] and rec.leak["test[algebra_drills]"] == 0.0
     assert rec.leak_flagged and not report.headline(rec)
     assert "of source math_quiz_crawl" in report.summarize([rec]).flagged[0].why
+
+
+@pytest.mark.ray
+def test_a_hostile_transform_through_real_ray_fails_its_iteration_with_the_typed_error(ray_cluster, math_domain, tmp_path, monkeypatch) -> None:
+    """The peers are Ray actors: the curator's SandboxViolation must cross the actor boundary as itself."""
+    monkeypatch.setattr(agents, "make", lambda cfg: HostileThenHonest())
+    prof = config.load_profile("tiny", [])
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "run"), "ray").run())
+    first, second = rec.experiments
+    assert first.status == "failed" and first.train is None
+    assert first.error.startswith("sandbox network: ") or first.error.startswith("sandbox exception: "), first.error
+    assert "\n" not in first.error and "Traceback" not in first.error and "RayTaskError" not in first.error
+    assert second.status == "ok" and rec.status == "ok" and rec.provenance.ok

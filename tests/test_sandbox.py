@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -22,6 +23,18 @@ needs_ns = pytest.mark.skipif(
     reason=f"this machine gives the sandbox no namespaces ({CAPS}); only rlimits and env scrubbing hold",
 )
 FAST = sandbox.Limits(wall_s=5, cpu_s=3, memory_mb=256, file_mb=4, processes=8)
+
+
+@pytest.fixture
+def open_ws():
+    """A workspace the sandbox user can reach without namespaces (pytest's own tmp folder is mode 0700)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="ftdojo-sbx-test-", dir="/var/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _violation(code: str, row: dict, ws: Path, limits: sandbox.Limits = FAST) -> SandboxViolation:
@@ -122,10 +135,162 @@ def test_allocating_beyond_the_limit_fails(tmp_path) -> None:
 
 def test_huge_file_is_capped(tmp_path) -> None:
     code = "def f(row):\n    with open('big.bin', 'wb') as fh:\n        fh.write(b'0' * (64 << 20))\n"
-    v = _violation(code, {}, tmp_path)
-    assert v.kind == "file_size"
-    sizes = [p.stat().st_size for p in tmp_path.rglob("big.bin")]
-    assert sizes and max(sizes) <= FAST.file_mb << 20
+    assert _violation(code, {}, tmp_path).kind == "file_size"
+    keep_going = "import os\ndef f(row):\n    try:\n        open('big.bin', 'wb').write(b'0' * (64 << 20))\n    except OSError:\n        pass\n    return os.path.getsize('big.bin')\n"
+    assert sandbox.run(keep_going, "f", [{}], tmp_path, FAST)[0] <= FAST.file_mb << 20
+    assert list(tmp_path.iterdir()) == []  # the job folder is gone, with what the code wrote
+
+
+@needs_ns
+def test_many_files_below_the_file_limit_hit_the_disk_quota(tmp_path) -> None:
+    code = (
+        "def f(row):\n"
+        "    for i in range(40):\n"
+        "        with open(f'fill{i}.bin', 'wb') as fh:\n"
+        "            fh.write(b'0' * (15 << 20))\n"
+    )
+    v = _violation(code, {}, tmp_path, sandbox.Limits(wall_s=30, file_mb=16, disk_mb=64))
+    assert v.kind == "disk" and "No space left" in v.detail
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_job_folder_is_removed_after_every_call_even_without_namespaces(open_ws) -> None:
+    tmp_path = open_ws
+    bare = dataclasses.replace(FAST, namespaces=False)
+    code = "import os\ndef f(row):\n    os.mkdir('d')\n    open('d/x', 'w').write('x' * 1000)\n    os.symlink('/etc', 'etc')\n    return os.getcwd()\n"
+    cwd = sandbox.run(code, "f", [{}], tmp_path, bare)[0]
+    assert cwd.startswith(str(tmp_path)) and list(tmp_path.iterdir()) == []
+    assert Path("/etc/passwd").exists()  # the link was removed, not followed
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "rlimits-only"])
+def test_a_forged_status_and_a_results_link_to_the_sealed_split_give_nothing_back(math_domain, open_ws, namespaces) -> None:
+    tmp_path = open_ws
+    sealed = _sealed(math_domain)
+    n_sealed = len(datafiles.read_items(sealed))
+    code = (
+        "import os\n"
+        "def f(row):\n"
+        "    for name in ('out.jsonl', 'in.jsonl', 'results.jsonl'):\n"
+        "        try:\n"
+        "            os.symlink(row['sealed'], name)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    forged = b'{\"ok\": true, \"n\": 3}\\n{\"r\": 1}\\n{\"r\": 2}\\n{\"r\": 3}\\n{\"end\": 3}\\n'\n"
+        "    for fd in range(0, 256):\n"
+        "        try:\n"
+        "            os.write(fd, forged)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    raise ValueError('after forging')\n"
+    )
+    limits = dataclasses.replace(FAST, namespaces=namespaces)
+    with pytest.raises(SandboxViolation) as e:
+        sandbox.run(code, "f", [{"sealed": str(sealed)}] * 3, tmp_path, limits)
+    assert e.value.kind in {"exception", "bad_output"} and str(n_sealed) not in e.value.detail
+    assert "after forging" in e.value.detail or e.value.kind == "bad_output"
+    secret = datafiles.read_items(sealed)[0]["input"]
+    exit_early = code.replace("    raise ValueError('after forging')\n", "    os._exit(0)\n")
+    with pytest.raises(SandboxViolation) as e:
+        sandbox.run(exit_early, "f", [{"sealed": str(sealed)}] * 3, tmp_path, limits)
+    assert e.value.kind == "bad_output" and secret not in e.value.detail and str(n_sealed) not in e.value.detail
+
+
+def test_a_flood_on_every_channel_is_cut_at_the_output_limit(tmp_path) -> None:
+    code = (
+        "import os\n"
+        "def f(row):\n"
+        "    block = b'{\"r\": \"' + b'x' * (1 << 20) + b'\"}\\n'\n"
+        "    for _ in range(1024):\n"  # 1 GB to every descriptor it holds
+        "        for fd in range(3, 64):\n"
+        "            try:\n"
+        "                os.write(fd, block)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return 'x' * (8 << 20)\n"
+    )
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    v = _violation(code, {}, tmp_path, sandbox.Limits(wall_s=60, cpu_s=50, memory_mb=256, output_mb=4))
+    assert v.kind == "bad_output" and "4 MB output limit" in v.detail
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB: the caller held < 64 MB more
+
+
+def test_the_sandbox_imports_the_standard_library_and_nothing_installed(tmp_path) -> None:
+    code = (
+        "import importlib\n"
+        "def f(row):\n"
+        "    import json, sqlite3, decimal, re\n"
+        "    found = []\n"
+        "    for m in ('ftdojo', 'actors', 'tasks', 'yaml', 'pydantic', 'torch', 'ray', 'pip'):\n"
+        "        try:\n"
+        "            importlib.import_module(m)\n"
+        "            found.append(m)\n"
+        "        except ImportError:\n"
+        "            pass\n"
+        "    return found\n"
+    )
+    assert sandbox.run(code, "f", [{}], tmp_path, FAST) == [[]]
+
+
+@needs_ns
+def test_installed_and_project_code_stays_out_of_reach_when_the_code_extends_sys_path(tmp_path) -> None:
+    import site
+    import sysconfig
+
+    import ftdojo
+
+    roots = [str(Path(ftdojo.__file__).resolve().parent.parent), *site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    code = (
+        "import importlib.util, os, sys\n"
+        "def f(row):\n"
+        "    sys.path[:0] = row['roots']\n"
+        "    found = [m for m in ('ftdojo', 'yaml', 'pydantic', 'torch') if importlib.util.find_spec(m)]\n"
+        "    return {'found': found, 'listed': [p for p in row['roots'] if os.path.isdir(p) and os.listdir(p)]}\n"
+    )
+    assert sandbox.run(code, "f", [{"roots": roots}], tmp_path, FAST) == [{"found": [], "listed": []}]
+
+
+@needs_ns
+def test_a_user_tasks_files_and_the_built_in_task_code_are_hidden(tmp_path, monkeypatch) -> None:
+    from ftdojo import registry
+
+    spec_dir = tmp_path / "mytasks"
+    spec_dir.mkdir()
+    items = [{"input": f"What is {i} squared?", "answer": str(i * i)} for i in range(30)]
+    (spec_dir / "sq_items.jsonl").write_text(datafiles.jsonl(items))
+    (spec_dir / "sq.yaml").write_text(
+        "id: squares\ndescription: Square a number.\ninstruction: Reply with the number.\nanswer_format: A number.\n"
+        "items: sq_items.jsonl\ndev_size: 10\ntest_size: 20\n"
+    )
+    monkeypatch.setenv("FTDOJO_TASKS", str(spec_dir))
+    registry.reload()
+    try:
+        assert registry.get_task("squares").items_file == str(spec_dir / "sq_items.jsonl")
+        import tasks
+
+        targets = [str(spec_dir / "sq_items.jsonl"), str(spec_dir / "sq.yaml"), str(Path(tasks.__file__).parent / "math.py")]
+        code = "import os\ndef f(row):\n    return [p for p in row['paths'] if os.path.exists(p)]\n"
+        assert sandbox.run(code, "f", [{"paths": targets}], tmp_path / "ws", FAST) == [[]]
+    finally:
+        monkeypatch.delenv("FTDOJO_TASKS")
+        registry.reload()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops the code to nobody")
+def test_a_workspace_nobody_can_enter(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    locked.chmod(0o700)
+    code = "def f(row):\n    return row['x'] + 1\n"
+    if CAPS["files_hidden"]:  # the code works in its own tmpfs, wherever the workspace sits
+        assert sandbox.run(code, "f", [{"x": 1}], locked / "ws", FAST) == [2]
+    with pytest.raises(sandbox.UnusableWorkspace) as e:
+        sandbox.run(code, "f", [{"x": 1}], locked / "ws", dataclasses.replace(FAST, namespaces=False))
+    msg = str(e.value)
+    assert "\n" not in msg and " is mode drwx------, so the sandbox user cannot reach it" in msg and "chmod o+x" in msg
+    assert msg.split(": ")[1].split(" is mode")[0] in {str(p) for p in locked.parents} | {str(locked)}
 
 
 def test_api_keys_are_not_in_the_environment(tmp_path, monkeypatch) -> None:

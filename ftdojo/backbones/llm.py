@@ -26,12 +26,6 @@ from ftdojo.errors import BudgetExceeded, RunError
 from ftdojo.messages import Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
 
 
-class BackboneError(RunError):
-    """The LLM gave no valid answer within the retry budget, or the cache missed on replay."""
-
-    reason = "backbone_error"
-
-
 HISTORY_SHOWN = 6
 
 
