@@ -84,7 +84,7 @@ class Curator:
             for ex in pool:
                 if recipe.dedupe and ex.input in seen:
                     dropped["duplicate"] += 1
-                elif dev_index is not None and dev_index.contaminated(ex.input):
+                elif dev_index is not None and dev_index.contaminated(ex.text):
                     dropped["dev_overlap"] += 1
                 else:
                     seen.add(ex.input)

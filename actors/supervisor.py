@@ -56,7 +56,7 @@ from ftdojo.registry import get_task
 from ftdojo.runtime import Spawner, warm
 from ftdojo.search import best_node
 
-LEAK_FLAG = 0.05  # share of training inputs overlapping test (overall or within one source) that flags a run
+LEAK_FLAG = 0.05  # share of training examples (input, rationale or answer) overlapping test (overall or within one source) that flags a run
 
 
 def leaked(leak: dict[str, float]) -> bool:
@@ -119,7 +119,7 @@ class RunSupervisor:
         await self._event("finalize", duration_s=test.wall_s, checkpoint=final.checkpoint, fallback_to_base=fallback,
                           provenance_ok=provenance.ok)
         examples = [e for c in self.curated for e in read_models(c.path, Example)]
-        leak = referee.leak_check([e.input for e in examples], [e.source for e in examples]) if examples else {"dev": 0.0, "test": 0.0}
+        leak = referee.leak_check([e.text for e in examples], [e.source for e in examples]) if examples else {"dev": 0.0, "test": 0.0}
         self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak, provenance=provenance.reason or "ok")
         return RunRecord(
             key=self.key,

@@ -30,15 +30,15 @@ class BackboneConfig(BaseModel):
     """Endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."""
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key (read at run time, never stored)."""
-    max_retries: int = 3
+    max_retries: int = Field(3, ge=0)
     """Re-asks after an answer that does not validate; the validation error is fed back."""
-    temperature: float = 0.0
+    temperature: float = Field(0.0, ge=0, le=2)
     """Sampling temperature."""
-    max_tokens: int = 1024
+    max_tokens: int = Field(1024, ge=1)
     """Completion cap per request."""
     cache: Literal["off", "record", "replay", "auto"] = "auto"
     """On-disk request cache: auto replays hits and records misses; replay fails on a miss."""
-    usd_per_1m_tokens: float = 0.0
+    usd_per_1m_tokens: float = Field(0.0, ge=0)
     """Price used for the report's cost figures (prompt and completion tokens together)."""
 
 
@@ -101,7 +101,7 @@ class ProfileConfig(Schema):
     """Per-run budget."""
     resources: Resources = Resources()
     """CPUs, GPUs, training workers, precision and device of every run."""
-    eval_batch_size: int = 32
+    eval_batch_size: int = Field(32, ge=1)
     """Generation batch size."""
     train: dict[str, Any] = Field(default_factory=dict)
     """Overrides applied on top of every agent's train config."""
@@ -112,11 +112,11 @@ class SuiteConfig(Schema):
     """Suite name."""
     description: str = ""
     """One line for reports."""
-    tasks: list[str]
+    tasks: list[str] = Field(min_length=1)
     """Task ids."""
-    agents: list[str]
+    agents: list[str] = Field(min_length=1)
     """Agent names."""
-    seeds: list[int] = [0]
+    seeds: list[int] = Field([0], min_length=1)
     """Seeds; each task x agent runs once per seed."""
     profile: str = "default"
     """Profile the suite runs under unless --profile says otherwise."""
@@ -164,23 +164,30 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
-def _load(kind: str, name_or_path: str, model: type[Schema]) -> Any:
+def _path(kind: str, name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix not in {".yaml", ".yml"}:
         path = CONFIG_DIR / kind / f"{name_or_path}.yaml"
         if not path.exists():
             raise UnknownName(kind.rstrip("s"), name_or_path, _names(kind))
+    return path
+
+
+def _load(kind: str, name_or_path: str, model: type[Schema]) -> Any:
+    path = _path(kind, name_or_path)
     return validate(model, read_yaml(path), str(path))
 
 
 def load_agent(name: str, policies: list[str] | None = None) -> AgentConfig:
     """An agent YAML by name or path; with ``policies`` (``ftdojo.agents.load`` passes the registered ones)
     its ``policy`` must be one of them."""
-    cfg: AgentConfig = _load("agents", name, AgentConfig)
-    if policies is not None and cfg.policy not in policies:
-        path = name if Path(name).suffix in {".yaml", ".yml"} else str(CONFIG_DIR / "agents" / f"{name}.yaml")
-        raise ConfigError(path, "policy", f"unknown policy; valid: {', '.join(repr(x) for x in sorted(policies))} (got {cfg.policy!r})")
-    return cfg
+    path = _path("agents", name)
+    data = read_yaml(path)
+    if policies is not None and data.get("policy") not in policies:
+        valid = ", ".join(repr(x) for x in sorted(policies))
+        got = f"unknown policy {data['policy']!r}" if "policy" in data else "missing"
+        raise ConfigError(str(path), "policy", f"{got}; valid: {valid}")
+    return validate(AgentConfig, data, str(path))
 
 
 def load_suite(name: str) -> SuiteConfig:
@@ -200,7 +207,7 @@ def load_profile(name: str, overrides: list[str] | None = None) -> ProfileConfig
         TrainConfig.model_validate(prof.train)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(where, "train." + ".".join(map(str, err["loc"])), err["msg"]) from None
+        raise ConfigError(where, ".".join(["train", *map(str, err["loc"])]), err["msg"]) from None
     return prof
 
 

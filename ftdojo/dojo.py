@@ -196,9 +196,10 @@ class Referee:
         return Provenance(ok=True, base_model=base_model, checkpoint_sha256=digest)
 
     def leak_check(self, training_inputs: list[str], sources: list[str] | None = None) -> dict[str, float]:
-        """Share of training inputs that overlap dev and test items; with ``sources`` (one name per
-        input) also each source's own share overlapping test, as ``test[<source>]``, so that a small
-        leaky source mixed into a large clean set is still caught."""
+        """Share of training texts (each example's whole text: input, rationale and answer,
+        ``Example.text``) that hold a dev or test item; with ``sources`` (one name per text) also each
+        source's own share overlapping test, as ``test[<source>]``, so that a small leaky source mixed
+        into a large clean set is still caught."""
         test_index = overlap.OverlapIndex([i["input"] for i in datafiles.read_items(self._path)])
         hits = [test_index.contaminated(t, self._leak_threshold) for t in training_inputs]
         out = {

@@ -59,15 +59,15 @@ class Budget(Message):
     """What one run may spend."""
 
     kind: Literal["budget"] = "budget"
-    max_iterations: int = 1
+    max_iterations: int = Field(1, ge=0)
     """Training iterations the agent may start."""
-    max_train_steps: int = 400
+    max_train_steps: int = Field(400, ge=0)
     """Optimizer steps summed over all iterations."""
-    max_dev_evals: int = 4
+    max_dev_evals: int = Field(4, ge=0)
     """Calls to DojoEnv.evaluate on dev."""
-    max_wall_s: float = 3600.0
+    max_wall_s: float = Field(3600.0, gt=0)
     """Wall time for the whole run, seconds."""
-    max_llm_tokens: int = 0
+    max_llm_tokens: int = Field(0, ge=0)
     """LLM tokens for backbones (0: no LLM)."""
 
 
@@ -136,9 +136,9 @@ class SourceMapping(Message):
     """Template over the fields giving the answer value, e.g. ``{answer}``."""
     rationale: str | None = None
     """Template for reasoning written before the answer line (None: answer only)."""
-    weight: float = 1.0
+    weight: float = Field(1.0, gt=0)
     """Relative sampling weight when mixing."""
-    max_rows: int | None = None
+    max_rows: int | None = Field(None, ge=1)
     """Cap on rows taken from this source."""
     where: dict[str, str] = Field(default_factory=dict)
     """Keep only rows whose field equals the value."""
@@ -158,9 +158,9 @@ class DataRecipe(Message):
     """Drop exact duplicate prompts."""
     decontaminate: bool = True
     """Drop examples whose input overlaps a dev item."""
-    max_examples: int | None = None
+    max_examples: int | None = Field(None, ge=1)
     """Total cap after mixing."""
-    min_answer_chars: int = 1
+    min_answer_chars: int = Field(1, ge=0)
     """Drop examples whose rendered answer is shorter."""
     require_parseable: bool = False
     """Drop examples the task's own extractor cannot parse."""
@@ -175,29 +175,29 @@ class TrainConfig(Message):
     method: Literal["lora", "full", "freeze"] = "lora"
     """Fine-tuning method (``ftdojo.methods``): LoRA adapters, full fine-tuning, or freeze (train the
     last layers or named modules only). Where it trains (devices, workers, precision) is the profile's."""
-    steps: int = 200
+    steps: int = Field(200, ge=1)
     """Optimizer steps."""
-    batch_size: int = 16
+    batch_size: int = Field(16, ge=1)
     """Global batch size (split across workers)."""
-    lr: float = 1e-3
+    lr: float = Field(1e-3, gt=0, le=1)
     """Peak learning rate."""
-    warmup_steps: int = 10
+    warmup_steps: int = Field(10, ge=0)
     """Linear warm-up steps, then cosine decay."""
-    weight_decay: float = 0.0
+    weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
-    max_length: int = 256
+    max_length: int = Field(256, ge=8)
     """Token cap on prompt+completion; longer examples are truncated."""
-    lora_r: int = 16
+    lora_r: int = Field(16, ge=1)
     """LoRA rank."""
-    lora_alpha: int = 32
+    lora_alpha: int = Field(32, ge=1)
     """LoRA alpha."""
-    lora_dropout: float = 0.0
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     """LoRA dropout."""
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Module names that get adapters."""
-    trainable_layers: int = 2
+    trainable_layers: int = Field(2, ge=1)
     """freeze: train only the last N decoder layers (when ``trainable_modules`` is empty)."""
     trainable_modules: list[str] = Field(default_factory=list)
     """freeze: train only modules with these names (the last part of the dotted name, e.g. ``o_proj``)."""
@@ -206,6 +206,12 @@ class TrainConfig(Message):
     init: Literal["base", "parent"] = "base"
     """Start from the base model, or continue training the parent experiment's checkpoint with the
     same method (a LoRA adapter's rank, alpha and target modules carry over)."""
+
+    @model_validator(mode="after")
+    def _lora_needs_targets(self) -> TrainConfig:
+        if self.method == "lora" and not self.target_modules:
+            raise ValueError("method 'lora' needs target_modules, e.g. ['q_proj', 'v_proj']")
+        return self
 
 
 class PromptSpec(Message):
@@ -216,6 +222,18 @@ class PromptSpec(Message):
     """System message; None keeps the model's own default."""
     template: str = "{input}\n\n{instruction}"
     """User message template over ``input`` and ``instruction``."""
+
+    @model_validator(mode="after")
+    def _template_fields(self) -> PromptSpec:
+        import string
+
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+        except ValueError as e:
+            raise ValueError(f"template is not a format string ({e}); use {{input}} and {{instruction}}") from None
+        if "input" not in names or names - {"input", "instruction"}:
+            raise ValueError(f"template must name {{input}} and may name {{instruction}}, nothing else (names {sorted(names)})")
+        return self
 
 
 class Plan(Message):
@@ -280,6 +298,11 @@ class Example(Message):
     """Target text in the task's answer format (EOS added at tokenization)."""
     source: str
     """Source it came from."""
+
+    @property
+    def text(self) -> str:
+        """Everything the model trains on (input, rationale, answer): what leak and overlap checks read."""
+        return f"{self.input}\n{self.completion}"
 
 
 class CuratedData(Message):
@@ -726,7 +749,7 @@ class RunRecord(Message):
     experiments: list[Experiment] = Field(default_factory=list)
     """The experiment tree, in creation order."""
     leak: dict[str, float] = Field(default_factory=dict)
-    """Share of the run's training inputs overlapping dev / test."""
+    """Share of the run's training examples (input, rationale and answer) overlapping dev / test."""
     leak_flagged: bool = False
     """Training data overlapped the test split above the threshold: kept out of headline statistics."""
     provenance: Provenance | None = None

@@ -3,8 +3,9 @@
 Texts become lower-cased word n-grams. A training text *contains* a
 reference item when it holds at least ``threshold`` of that item's n-grams;
 measuring from the item's side catches a test question pasted inside a
-longer post as well as a verbatim copy, while two different equations that
-share a prefix stay apart. Texts shorter than n words become one n-gram.
+longer post (or a rationale, or an answer) as well as a verbatim copy, while
+two different equations that share a prefix stay apart. An item shorter than
+n words is one k-gram of its k words, looked for among the text's k-grams.
 """
 
 from __future__ import annotations
@@ -32,16 +33,22 @@ class OverlapIndex:
         self.n = n
         self.sizes: list[int] = []
         self.postings: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        self.short: set[int] = set()
+        """Word counts of items shorter than n (each is one gram of that length)."""
         for i, r in enumerate(refs):
             grams = ngrams(r, n)
             self.sizes.append(len(grams))
+            self.short |= {len(g) for g in grams if 0 < len(g) < n}
             for g in grams:
                 self.postings[g].append(i)
 
     def coverage(self, text: str) -> float:
         """Largest share of any one reference item's n-grams found in ``text``."""
         hits: Counter[int] = Counter()
-        for g in ngrams(text, self.n):
+        grams = ngrams(text, self.n)
+        for k in self.short:
+            grams |= ngrams(text, k)
+        for g in grams:
             hits.update(self.postings.get(g, ()))
         return max((c / self.sizes[i] for i, c in hits.items()), default=0.0)
 

@@ -37,7 +37,23 @@ def domains() -> dict[str, Domain]:
             if dom.name in found and found[dom.name].origin in sys.modules:
                 raise UserError(f"{path}: domain {dom.name!r} is a built-in domain ({found[dom.name].origin}); name another")
             found[dom.name] = usertasks.merge(found[dom.name], dom) if dom.name in found else dom
+    _one_task_per_id(found)
     return found
+
+
+def _one_task_per_id(found: dict[str, Domain]) -> None:
+    """A task id names one task: a user spec may neither reuse a built-in task's id nor another spec's."""
+    where: dict[str, Domain] = {}
+    for dom in found.values():
+        for t in dom.tasks:
+            other = where.get(t.id)
+            if other is not None:
+                first, second = sorted((other, dom), key=lambda d: d.origin not in sys.modules)
+                origin = second.origin.split(os.pathsep)[-1]
+                kind = "built-in task" if first.origin in sys.modules else "task"
+                raise UserError(f"{origin}: id {t.id!r} is already a {kind} (domain {first.name!r}, "
+                                f"{first.origin.split(os.pathsep)[0]}); give this task another id")
+            where[t.id] = dom
 
 
 def data_dirs() -> list[Path]:

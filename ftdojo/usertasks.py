@@ -34,12 +34,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import string
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ftdojo.config import read_yaml, validate
 from ftdojo.datafiles import FORMATS, read_rows
@@ -86,15 +87,15 @@ class TaskFile(BaseModel):
     """Regex whose first group is the extracted answer."""
     metric: Literal["exact", "numeric", "choice", "f1"] = "exact"
     """How extracted answers are compared with gold ones."""
-    tolerance: float = 1e-6
+    tolerance: float = Field(1e-6, ge=0)
     """Relative tolerance for the numeric metric."""
     items: str
     """JSONL of evaluation items with input, answer and optional category."""
-    dev_size: int
+    dev_size: int = Field(ge=1)
     """Items in the visible dev split."""
-    test_size: int
+    test_size: int = Field(ge=1)
     """Items in the sealed test split."""
-    max_new_tokens: int = 64
+    max_new_tokens: int = Field(64, ge=1)
     """Generation cap at evaluation."""
     seed: int = 0
     """Seed of the dev/test split."""
@@ -108,6 +109,21 @@ class TaskFile(BaseModel):
             raise ValueError("use lower-case letters, digits and '-', e.g. my-task")
         return v
 
+    @model_validator(mode="after")
+    def _unique_sources(self) -> TaskFile:
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source name {dup[0]!r} is listed twice; give each source its own name")
+        return self
+
+    @field_validator("answer_template")
+    @classmethod
+    def _answer_template(cls, v: str) -> str:
+        if _fields(v) != {"answer"}:
+            raise ValueError("must name {answer} and nothing else, e.g. 'Answer: {answer}'")
+        return v
+
     @field_validator("answer_pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
@@ -117,6 +133,13 @@ class TaskFile(BaseModel):
         except re.error as e:
             raise ValueError(f"not a valid regex: {e}") from None
         return v
+
+
+def _fields(template: str) -> set[str]:
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise ValueError(f"not a format template ({e})") from None
 
 
 def _file_rows(path: Path, fmt: str, rng: Any, reserved: Any) -> list[Row]:
@@ -146,9 +169,14 @@ def _rows_of(task_id: str, path: Path) -> list[dict[str, str]]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ConfigError(str(path), f"line {n}", f"not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ConfigError(str(path), f"line {n}", "not a JSON object; each item is {\"input\": ..., \"answer\": ...}")
             missing = {"input", "answer"} - set(row)
             if missing:
                 raise ConfigError(str(path), f"line {n}", f"missing {sorted(missing)}; each item needs input and answer")
+            for k in ("input", "answer"):
+                if not isinstance(row[k], (str, int, float)) or isinstance(row[k], bool) or str(row[k]).strip() == "":
+                    raise ConfigError(str(path), f"line {n}: {k}", f"must be a non-empty string or number (got {json.dumps(row[k])})")
             items.append({"id": str(row.get("id", f"{task_id}-{n}")), "input": str(row["input"]),
                           "answer": str(row["answer"]), "category": str(row.get("category", "all"))})
     return items
@@ -174,7 +202,19 @@ def load(path: Path) -> Domain:
         fmt = FORMATS.get(f.suffix)
         if fmt is None:
             raise ConfigError(where, f"sources.{k}.file", f"unknown format {f.suffix!r}; use one of {', '.join(FORMATS)}")
-        fields = s.fields or {c: c for c in _file_rows(f, fmt, None, None)[0]}
+        rows = _file_rows(f, fmt, None, None)
+        if not rows:
+            raise ConfigError(where, f"sources.{k}.file", f"{f} has no data rows; give a file with a header and at least one row")
+        columns = sorted({c for r in rows for c in r})
+        for t in ("suggested_prompt", "suggested_answer", "suggested_rationale"):
+            template = getattr(s, t)
+            try:
+                unknown = sorted(_fields(template) - set(columns)) if template else []
+            except ValueError as e:
+                raise ConfigError(where, f"sources.{k}.{t}", str(e)) from None
+            if unknown:
+                raise ConfigError(where, f"sources.{k}.{t}", f"names column {unknown[0]!r}, which {f.name} lacks; columns: {', '.join(columns)}")
+        fields = s.fields or {c: c for c in columns}
         sources.append(
             SourceSpec(
                 name=s.name, format=fmt, readme=s.readme or f"User source {s.name}.", fields=fields,  # type: ignore[arg-type]

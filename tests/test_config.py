@@ -42,7 +42,7 @@ def test_unknown_field_names_field_and_valid_ones(tmp_path) -> None:
 def test_bad_value_names_field_and_value(tmp_path) -> None:
     p = tmp_path / "agent.yaml"
     p.write_text("name: x\npolicy: magic\n")
-    with pytest.raises(ConfigError, match=r"policy: .*'zero-shot'.*got 'magic'"):
+    with pytest.raises(ConfigError, match=r"policy: unknown policy 'magic'; valid: .*'zero-shot'"):
         agents.load(str(p))
 
 
@@ -71,3 +71,57 @@ def test_missing_model_says_what_is_valid(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFound, match="has no config.json"):
         models.resolve(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("train.lora_r=-4", "train.lora_r"),
+        ("train.lr=-0.001", "train.lr"),
+        ("train.lr=0", "train.lr"),
+        ("train.steps=0", "train.steps"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.lora_dropout=1.5", "train.lora_dropout"),
+        ("train.target_modules=[]", "train"),
+        ("budget.max_iterations=-3", "budget.max_iterations"),
+        ("budget.max_train_steps=-1", "budget.max_train_steps"),
+        ("budget.max_wall_s=0", "budget.max_wall_s"),
+        ("resources.cpus=0", "resources.cpus"),
+        ("resources.gpus=-1", "resources.gpus"),
+        ("eval_batch_size=0", "eval_batch_size"),
+    ],
+)
+def test_out_of_range_values_are_refused_before_any_compute(override, field) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.load_profile("tiny", [override])
+    msg = str(e.value)
+    assert f": {field}:" in msg and "\n" not in msg, msg
+    value = override.split("=", 1)[1]
+    if value != "[]":
+        assert f"(got {value}" in msg or f"got {value}" in msg or "greater" in msg or "less" in msg, msg
+
+
+def test_a_bad_value_in_an_agent_yaml_names_file_field_and_value(tmp_path) -> None:
+    p = tmp_path / "agent.yaml"
+    p.write_text("name: x\npolicy: naive-sft\ntrain:\n  lora_r: -4\n")
+    with pytest.raises(ConfigError, match=r"agent.yaml: train.lora_r: Input should be greater than or equal to 1 \(got -4\)"):
+        agents.load(str(p))
+    p.write_text("name: x\npolicy: naive-sft\nprompt:\n  template: '{question}'\n")
+    with pytest.raises(ConfigError, match=r"agent.yaml: prompt: .*must name \{input\}"):
+        agents.load(str(p))
+
+
+def test_an_agent_yaml_without_policy_lists_the_valid_policies(tmp_path) -> None:
+    p = tmp_path / "agent.yaml"
+    p.write_text("name: x\ndescription: forgot the policy\n")
+    with pytest.raises(ConfigError) as e:
+        agents.load(str(p))
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: policy: missing; valid: ") and "'naive-sft'" in msg and "'ft-agent'" in msg and "\n" not in msg
+
+
+def test_a_suite_needs_tasks_agents_and_seeds(tmp_path) -> None:
+    p = tmp_path / "suite.yaml"
+    p.write_text("name: s\ntasks: []\nagents: [zero-shot]\n")
+    with pytest.raises(ConfigError, match=r"suite.yaml: tasks: .*at least 1 item"):
+        config.load_suite(str(p))

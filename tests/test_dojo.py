@@ -98,3 +98,13 @@ def test_leak_check_flags_test_copies_not_clean_data(math_domain) -> None:
     assert ref.leak_check(clean)["test"] == 0.0
     seeded = clean[:450] + [f"Can someone help? {t}" for t in test_inputs[:50]]
     assert ref.leak_check(seeded)["test"] == pytest.approx(0.1)
+
+
+def test_an_item_shorter_than_the_n_gram_is_found_inside_a_longer_text() -> None:
+    from ftdojo import overlap
+
+    index = overlap.OverlapIndex(["Capital of Peru?", "What is 17 times 23 exactly?"])
+    assert index.contaminated("Let me recall: capital of Peru? It is Lima.\nAnswer: Lima")
+    assert index.contaminated("Step 1. What is 17 times 23 exactly? 17*23 = 391")
+    assert not index.contaminated("What is 17 times 24 exactly? 408")
+    assert not index.contaminated("The capital of Chile is Santiago.")

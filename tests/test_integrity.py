@@ -128,12 +128,43 @@ def test_a_run_that_trains_on_a_little_of_the_leak_trap_is_flagged_and_named(mat
 @pytest.mark.ray
 def test_a_hostile_transform_through_real_ray_fails_its_iteration_with_the_typed_error(ray_cluster, math_domain, tmp_path, monkeypatch) -> None:
     """The peers are Ray actors: the curator's SandboxViolation must cross the actor boundary as itself."""
-    monkeypatch.setattr(agents, "make", lambda cfg: HostileThenHonest())
+    class AlsoAMissingColumn(HostileThenHonest):
+        async def run(self, ctx):
+            typo = SRC.model_copy(update={"prompt": "Solve for x: {equaton}"})
+            self.typo = await ctx.iterate(_plan("p9").model_copy(update={"recipe": DataRecipe(sources=[typo])}))
+            return await super().run(ctx)
+
+    monkeypatch.setattr(agents, "make", lambda cfg: AlsoAMissingColumn())
     prof = config.load_profile("tiny", [])
     key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
     rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "run"), "ray").run())
-    first, second = rec.experiments
+    typo, first, second = rec.experiments
+    assert typo.status == "rejected" and typo.error.startswith("recipe source 'algebra_drills': template ") and "\n" not in typo.error
     assert first.status == "failed" and first.train is None
     assert first.error.startswith("sandbox network: ") or first.error.startswith("sandbox exception: "), first.error
     assert "\n" not in first.error and "Traceback" not in first.error and "RayTaskError" not in first.error
     assert second.status == "ok" and rec.status == "ok" and rec.provenance.ok
+
+
+def test_test_questions_hidden_in_the_rationale_are_flagged(math_domain, tmp_path, monkeypatch) -> None:
+    """The leak check reads the whole training text: a test question as the rationale (input clean) counts."""
+    from ftdojo import report
+
+    crawl = SourceMapping(source="math_quiz_crawl", prompt="Give the answer {answer}.", rationale="{question}", answer="{answer}", max_rows=30)
+    recipe = DataRecipe(sources=[SRC.model_copy(update={"max_rows": 600}), crawl], decontaminate=False)
+
+    class Sly:
+        def peers(self):
+            return frozenset({"curator", "trainer"})
+
+        async def run(self, ctx):
+            exp = await ctx.iterate(_plan().model_copy(update={"recipe": recipe}))
+            return Candidate(base_model=ctx.card.base_model, checkpoint=exp.train.checkpoint)
+
+    monkeypatch.setattr(agents, "make", lambda cfg: Sly())
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), config.load_profile("tiny", []), str(tmp_path / "run")).run())
+    assert rec.experiments[0].status == "ok"
+    assert not any(s.input.startswith("Solve") for s in rec.experiments[0].curated.samples if s.source == "math_quiz_crawl")
+    assert rec.leak["test[math_quiz_crawl]"] >= 0.05 and rec.leak["test[algebra_drills]"] == 0.0
+    assert rec.leak_flagged and not report.headline(rec)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from ftdojo import datafiles, config, repository, registry
 from ftdojo.dojo import DojoEnv
-from ftdojo.errors import ConfigError
+from ftdojo.errors import ConfigError, UserError
 from ftdojo.messages import Budget, RunKey
 
 SPEC = """\
@@ -92,6 +93,12 @@ def test_user_task_runs_through_the_supervisor(user_task, tmp_path) -> None:
         (lambda s: s + "colour: red\n", r"colour: unknown field; valid fields: .*answer_pattern"),
         (lambda s: s.replace("file: train.csv", "file: train.txt"), r"sources.0.file: file .*train.txt not found"),
         (lambda s: s.replace("description: Reverse", "description: [Reverse"), r"reverse.yaml: invalid YAML at line \d+, column \d+"),
+        (lambda s: s.replace("dev_size: 20", "dev_size: -5"), r"reverse.yaml: dev_size: Input should be greater than or equal to 1 \(got -5\)"),
+        (lambda s: s.replace("test_size: 30", "test_size: 0"), r"reverse.yaml: test_size: Input should be greater than or equal to 1 \(got 0\)"),
+        (lambda s: s.replace('suggested_prompt: "Reverse: {word}"', 'suggested_prompt: "Reverse: {wrod}"'),
+         r"reverse.yaml: sources.0.suggested_prompt: names column 'wrod', which train.csv lacks; columns: reversed, word"),
+        (lambda s: s.replace('answer_template: "Answer: {answer}"', 'answer_template: "Answer: {ans}"'), r"answer_template: .*must name \{answer\}"),
+        (lambda s: s + "  - name: reversals\n    file: train.csv\n", r"reverse.yaml: .*source name 'reversals' is listed twice"),
     ],
 )
 def test_malformed_task_yaml_names_file_and_field(user_task, edit, match) -> None:
@@ -131,10 +138,47 @@ def test_spec_files_naming_one_domain_share_its_sources(tmp_path, monkeypatch) -
         rev, up = (DojoEnv(t, "tiny-random", Budget()).describe() for t in ("rev", "up"))
         assert [(s.name, s.suggested_answer) for s in rev.sources] == [("words", "{rev}"), ("more", None)]
         assert [(s.name, s.suggested_answer) for s in up.sources] == [("words", "{up}"), ("more", None)]
-        (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace("file: words.jsonl", "file: up.jsonl"))
+        (tmp_path / "words2.jsonl").write_text((tmp_path / "words.jsonl").read_text())
+        (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace("file: words.jsonl", "file: words2.jsonl"))
         registry.reload()
         with pytest.raises(ConfigError, match=r"b.yaml: sources: source 'words' of domain 'words' is already .*words.jsonl in .*a.yaml"):
             registry.get_domain("words")
     finally:
         monkeypatch.delenv("FTDOJO_TASKS")
         registry.reload()
+
+
+@pytest.mark.parametrize("content", ["", "word,reversed\n"], ids=["empty", "header-only"])
+def test_a_source_without_rows_is_named(user_task, content) -> None:
+    (user_task.parent / "train.csv").write_text(content)
+    registry.reload()
+    with pytest.raises(ConfigError, match=r"reverse.yaml: sources.0.file: .*train.csv has no data rows") as e:
+        registry.get_task("reverse-words")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("answer", [None, "", ["a"]], ids=["null", "empty", "list"])
+def test_an_item_without_a_usable_answer_is_named(user_task, answer) -> None:
+    items = user_task.parent / "eval.jsonl"
+    lines = items.read_text().splitlines()
+    lines[2] = json.dumps({"input": "Reverse: abc", "answer": answer})
+    items.write_text("\n".join(lines) + "\n")
+    registry.reload()
+    with pytest.raises(ConfigError, match=rf"eval.jsonl: line 3: answer: must be a non-empty string or number \(got {re.escape(json.dumps(answer))}\)"):
+        registry.get_task("reverse-words")
+
+
+def test_a_user_task_may_not_take_a_built_in_tasks_id(user_task) -> None:
+    user_task.write_text(SPEC.replace("id: reverse-words", "id: math-linear"))
+    registry.reload()
+    with pytest.raises(UserError) as e:
+        registry.get_task("math-linear")
+    msg = str(e.value)
+    assert msg.startswith(f"{user_task}: id 'math-linear' is already a built-in task (domain 'math', tasks.math)") and "\n" not in msg
+
+
+def test_two_specs_with_one_task_id_in_different_domains_are_refused(user_task) -> None:
+    (user_task.parent / "again.yaml").write_text(SPEC.replace("sources:", "domain: other\nsources:"))
+    registry.reload()
+    with pytest.raises(UserError, match=r"id 'reverse-words' is already a task \(domain '(reverse-words|other)'"):
+        registry.all_tasks()

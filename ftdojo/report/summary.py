@@ -183,7 +183,7 @@ def _why_flagged(r: RunRecord) -> str:
     if r.leak_flagged:
         worst = max((k for k in r.leak if k.startswith("test[")), key=lambda k: r.leak[k], default=None)
         part = f"; {r.leak[worst]:.1%} of source {worst[5:-1]}" if worst and r.leak[worst] > 0 else ""
-        return f"leak: {r.leak.get('test', 0.0):.1%} of training inputs overlap test{part}"
+        return f"leak: {r.leak.get('test', 0.0):.1%} of training examples overlap test{part}"
     if r.provenance_flagged and r.provenance is not None:
         return f"provenance: {r.provenance.reason}"
     return ""
