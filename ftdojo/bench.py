@@ -99,13 +99,15 @@ def record_path(out: Path, key: RunKey) -> Path:
 
 
 def finished(out: Path, key: RunKey) -> bool:
+    """Whether the run's record exists with status ok; a damaged one is set aside, said so, and rerun."""
     p = record_path(out, key)
     if not p.exists():
         return False
     try:
-        return RunRecord.model_validate_json(p.read_text()).status == "ok"
-    except ValueError:
-        return False  # a record from an older schema or a torn write: run again
+        return report.read_record(p).status == "ok"
+    except report.DamagedRecord as e:
+        report.warn_damaged([report.set_aside(e)])
+        return False
 
 
 def failed_record(run: RunSpec, profile: config.ProfileConfig, error: str, wall_s: float) -> RunRecord:

@@ -56,8 +56,9 @@ def report_progress(args: argparse.Namespace) -> None:
     if not args.suite:
         raise UserError("ftdojo report --readme: also give --suite (e.g. --suite calibration), whose grid the progress counts")
     suite = config.load_suite(args.suite)
-    records = report.load_records(args.dir)
-    summary = report.summarize(records)
+    records, damaged = report.load_store(args.dir)
+    report.warn_damaged(damaged)
+    summary = report.summarize(records, damaged)
     md = report.publish(args.dir, summary)
     block = report.readme_block(report.progress(records, suite.tasks, suite.agents, suite.seeds), summary.calibration)
     if args.readme:

@@ -263,3 +263,43 @@ def test_calibration_table_says_which_tasks_are_learnable_and_where_curation_mat
     assert "Partly run, shown but not counted until every run is in: t-part." in text
     assert "| t-part (partly run) | 0.0 | — | 90.0 (ft-agent) | +90.0 | yes | — | — | 1 / — / 1 |" in text
     assert "(partly run)" not in "\n".join(report.calibration_markdown(partly.calibration, ["t-easy", "t-flat", "t-naive", "t-part"]))
+
+
+def test_a_damaged_record_is_named_set_aside_and_reported_not_a_traceback(tmp_path, capsys) -> None:
+    from ftdojo import cli
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    good, torn = _rec("t1", "agent", 0, 0.5, [1, 0]), _rec("t1", "base", 0, 0.25, [0, 1])
+    (runs / f"{good.key.slug}.json").write_text(good.model_dump_json())
+    text = torn.model_dump_json()
+    (runs / f"{torn.key.slug}.json").write_text(text[: len(text) // 2])  # a torn write, outside the run set below
+    md = report.write(tmp_path, None, {good.key.slug})
+    err = capsys.readouterr().err
+    moved = runs / "damaged" / f"{torn.key.slug}.json"
+    assert err.count("\n") == 1 and err.startswith(f"warning: {runs / torn.key.slug}.json: damaged run record (")
+    assert "Invalid JSON" in err and str(moved) in err
+    assert moved.read_text() == text[: len(text) // 2] and not (runs / f"{torn.key.slug}.json").exists()
+    assert "Damaged run records set aside" in md and str(moved) in md
+    assert json.loads((tmp_path / "results.json").read_text())["damaged"][0]["moved_to"] == str(moved)
+    # the same through the command line, with a record whose fields were edited by hand
+    edited = json.loads(good.model_dump_json())
+    edited["status"] = "great"
+    (runs / "edited.json").write_text(json.dumps(edited))
+    assert cli.main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "warning: " in out.err and "edited.json: damaged run record (status: Input should be 'ok' or 'failed')" in out.err
+    assert "Traceback" not in out.err and (runs / "damaged" / "edited.json").exists()
+
+
+def test_the_bench_reruns_a_damaged_record_of_its_own_run_and_says_so(tmp_path, capsys) -> None:
+    rec = _rec("t1", "agent", 0, 0.5, [1, 0])
+    path = bench.record_path(tmp_path, rec.key)
+    path.parent.mkdir(parents=True)
+    path.write_text(rec.model_dump_json())
+    assert bench.finished(tmp_path, rec.key)
+    path.write_text(rec.model_dump_json()[:100])
+    assert not bench.finished(tmp_path, rec.key)
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {path}: damaged run record (") and "set aside as" in err and err.count("\n") == 1
+    assert not path.exists() and (path.parent / "damaged" / path.name).exists()

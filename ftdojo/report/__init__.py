@@ -7,6 +7,7 @@ writes files.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ftdojo.datafiles import atomic_write_text
@@ -18,19 +19,25 @@ from ftdojo.report.summary import (
     LEARNABLE_GAIN,
     SIGNIFICANCE,
     Calibration,
+    Damaged,
+    DamagedRecord,
     ReportSummary,
     calibration,
     headline,
     load_records,
+    load_store,
+    read_record,
+    set_aside,
     progress,
     summarize,
     verdict,
 )
 
 __all__ = [
-    "BASELINES", "LEARNABLE_GAIN", "README_BEGIN", "README_END", "SIGNIFICANCE", "Calibration", "ReportSummary", "calibration",
-    "calibration_markdown", "export", "fill_readme", "headline", "html", "load_records", "markdown", "progress",
-    "progress_markdown", "publish", "readme_block", "slim", "summarize", "verdict", "write",
+    "BASELINES", "LEARNABLE_GAIN", "README_BEGIN", "README_END", "SIGNIFICANCE", "Calibration", "Damaged", "DamagedRecord",
+    "ReportSummary", "calibration", "calibration_markdown", "export", "fill_readme", "headline", "html", "load_records",
+    "load_store", "markdown", "progress", "progress_markdown", "publish", "read_record", "readme_block", "set_aside", "slim",
+    "summarize", "verdict", "warn_damaged", "write",
 ]
 
 def slim(r: RunRecord) -> RunRecord:
@@ -53,7 +60,8 @@ def export(out: Path, dest: Path) -> int:
     """Copy a bench folder's run records, slimmed (``slim``), into ``dest/runs``: results to commit
     or carry to another machine, where ``ftdojo report dest`` rebuilds the tables and copying the
     records into a bench's ``--out/runs`` lets the same code resume without rerunning them."""
-    records = load_records(out)
+    records, damaged = load_store(out)
+    warn_damaged(damaged)
     if not records:
         raise UserError(f"{out}/runs: no run records to export; give a bench output folder (--out)")
     (dest / "runs").mkdir(parents=True, exist_ok=True)
@@ -78,7 +86,16 @@ def fill_readme(readme: Path, block: str) -> None:
     atomic_write_text(readme, text[: a + len(README_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[b:])
 
 def write(out: Path, wall_s: float | None = None, slugs: set[str] | None = None) -> str:
-    return publish(out, summarize(load_records(out, slugs)), wall_s)
+    """Rebuild the report from ``out/runs``; damaged records are set aside, warned about on stderr
+    and listed in the report."""
+    records, damaged = load_store(out, slugs)
+    warn_damaged(damaged)
+    return publish(out, summarize(records, damaged), wall_s)
+
+
+def warn_damaged(damaged: list[Damaged]) -> None:
+    for d in damaged:
+        print(f"warning: {d.file}: damaged run record ({d.problem}); set aside as {d.moved_to}", file=sys.stderr)
 
 def publish(out: Path, summary: ReportSummary, wall_s: float | None = None) -> str:
     """Write results.md, results.json and report.html for ``summary`` into ``out``; return the Markdown."""

@@ -99,6 +99,9 @@ def markdown(s: ReportSummary, wall_s: float | None = None) -> str:
     if s.flagged:
         lines += ["", "Runs kept out of the statistics:", ""]
         lines += [f"- {f.task} / {f.agent} / seed {f.seed}: {f.why}" for f in s.flagged]
+    if s.damaged:
+        lines += ["", "Damaged run records set aside (their runs are redone by the next bench):", ""]
+        lines += [f"- {d.file}: {d.problem} (moved to {d.moved_to})" for d in s.damaged]
     fallback = [f"- {r.task} / {r.agent}: {r.fallback_to_base} run(s) fell back to the base model"
                 for r in s.rows if r.fallback_to_base]
     if fallback:

@@ -19,9 +19,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ftdojo import stats
+from ftdojo.errors import UserError
 from ftdojo.messages import RunRecord
 
 SUMMARY_VERSION = 1
@@ -140,6 +141,15 @@ class Calibration(Model):
     """Tasks judged for curation (naive-sft and a curated agent both ran)."""
 
 
+class Damaged(Model):
+    """A run record that could not be read: set aside, named in the report, its run redone by the next bench."""
+
+    file: str
+    problem: str
+    """The first thing wrong with it, one line."""
+    moved_to: str
+
+
 class ReportSummary(Model):
     """Everything the report shows, computed from run records alone; ``results.json`` is this, serialised."""
 
@@ -158,12 +168,60 @@ class ReportSummary(Model):
     """Per task and agent, each counted run's dev score by iteration."""
     calibration: Calibration | None
     bench_wall_s: float | None = None
+    damaged: list[Damaged] = []
+    """Records found damaged (torn, truncated, edited) and set aside under ``runs/damaged/``."""
+
+class DamagedRecord(UserError):
+    """A run record file that does not parse or validate."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: damaged run record ({problem})")
+
+
+def read_record(path: Path) -> RunRecord:
+    """One run record; a torn, truncated or edited file raises ``DamagedRecord`` naming the first problem."""
+    try:
+        return RunRecord.model_validate_json(path.read_bytes())
+    except OSError as e:
+        raise DamagedRecord(path, e.strerror or type(e).__name__) from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise DamagedRecord(path, (f"{where}: " if where else "") + err["msg"].splitlines()[0]) from None
+
+
+def set_aside(e: DamagedRecord) -> Damaged:
+    """Move a damaged record into ``runs/damaged/`` (kept for inspection, out of every table)."""
+    src = Path(e.path)
+    dest_dir = src.parent / "damaged"
+    dest_dir.mkdir(exist_ok=True)
+    dest, n = dest_dir / src.name, 1
+    while dest.exists():
+        dest, n = dest_dir / f"{src.stem}.{n}{src.suffix}", n + 1
+    src.replace(dest)
+    return Damaged(file=str(src), problem=e.problem, moved_to=str(dest))
+
+
+def load_store(out: Path, slugs: set[str] | None = None) -> tuple[list[RunRecord], list[Damaged]]:
+    """The run store's records, and the damaged ones it set aside (``set_aside``)."""
+    records, damaged = [], []
+    for p in sorted((out / "runs").glob("*.json")):
+        try:
+            records.append(read_record(p))
+        except DamagedRecord as e:
+            damaged.append(set_aside(e))
+    return _pick(records, slugs), damaged
+
 
 def load_records(out: Path, slugs: set[str] | None = None) -> list[RunRecord]:
     """The run store's records; ``slugs`` limits them to one bench's runs. Otherwise, where a
     folder holds several records of the same task, agent, seed and profile (runs of older code
-    or configs), the newest counts."""
-    records = [RunRecord.model_validate_json(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    or configs), the newest counts. Damaged records are set aside (``load_store`` names them)."""
+    return load_store(out, slugs)[0]
+
+
+def _pick(records: list[RunRecord], slugs: set[str] | None) -> list[RunRecord]:
     if slugs is not None:
         return [r for r in records if r.key.slug in slugs]
     newest: dict[tuple[str, str, int, str], RunRecord] = {}
@@ -246,7 +304,7 @@ def _pairs(by_run: dict[tuple[str, str, int], RunRecord], direction: dict[str, s
             ib += [sign * x for x in rb.test.item_scores]
     return diffs, ia, ib
 
-def summarize(records: list[RunRecord]) -> ReportSummary:
+def summarize(records: list[RunRecord], damaged: list[Damaged] | None = None) -> ReportSummary:
     cells: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     direction: dict[str, str] = {}
     agents: list[str] = []
@@ -312,6 +370,7 @@ def summarize(records: list[RunRecord]) -> ReportSummary:
         ],
         "curves": {t: dict(v) for t, v in curves.items()},
         "calibration": calibration(means, direction, {(r["task"], r["agent"]): r["n"] for r in rows}, by_run),
+        "damaged": damaged or [],
     })
 
 LEARNABLE_GAIN = 0.10
