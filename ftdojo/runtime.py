@@ -83,7 +83,49 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+            reap_with_me()
     return dict(ray.cluster_resources())
+
+
+def reap_with_me() -> None:
+    """Start a watchdog that kills this process's descendants once it is gone, however it dies.
+
+    A local cluster's GCS and raylet share the driver's fate, but the raylet's own children (the
+    dashboard and runtime-env agents) outlive a SIGKILLed driver, reparented to PID 1. The watchdog
+    holds the read end of a pipe only this process writes to: end of file means the driver is gone.
+    Until then it notes the driver's descendants every second (``psutil`` identities, so a reused
+    PID is never killed); then it kills every one of them still running."""
+    import subprocess
+    import sys
+
+    subprocess.Popen(
+        [sys.executable, "-c", "from ftdojo.runtime import _reap; _reap()", str(os.getpid())],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # the pipe's write end stays open in this process (not inherited by others) until it exits
+
+
+def _reap() -> None:
+    import select
+    import sys
+
+    import psutil
+
+    driver, me = psutil.Process(int(sys.argv[1])), os.getpid()
+    seen: dict[int, psutil.Process] = {}
+    while True:
+        try:
+            seen.update({p.pid: p for p in driver.children(recursive=True) if p.pid != me})
+        except psutil.NoSuchProcess:
+            break
+        ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+        if ready and not os.read(sys.stdin.fileno(), 1 << 10):
+            break
+    for p in seen.values():
+        try:
+            if p.is_running():
+                p.kill()
+        except psutil.Error:
+            pass
 
 
 FORWARDED_ENV = ("FTDOJO_HOME", "FTDOJO_TASKS", "FTDOJO_MODELS")

@@ -186,3 +186,34 @@ def test_a_task_from_the_users_own_jsonl_runs_through_the_bench(ray_cluster, tmp
     finally:
         monkeypatch.delenv("FTDOJO_TASKS")
         registry.reload()
+
+
+def test_a_sigkilled_driver_leaves_no_process_of_its_local_cluster(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = "import time\nfrom ftdojo import runtime\nruntime.init_ray(num_cpus=1)\nprint('ready', flush=True)\ntime.sleep(600)\n"
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(2)  # the raylet's agents are up
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(k.cmdline()) for k in kids)
+        assert "raylet" in names and "DashboardAgent" in names and "RuntimeEnvAgent" in names, names
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(k.is_running() and k.status() != psutil.STATUS_ZOMBIE for k in kids):
+            time.sleep(0.5)
+        left = [" ".join(k.cmdline())[:80] for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+        assert left == [], left
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
