@@ -139,8 +139,8 @@ class Validator:
         dev = await self.env.read_dev()
         index = overlap.OverlapIndex([d.input for d in dev])
         sample = random.Random(0).sample(examples, min(2000, len(examples)))
-        rate = overlap.contamination_rate([e.input for e in sample], index)
-        checks.append(_check("dev_overlap", rate <= 0.01, f"{rate:.1%} of training inputs overlap dev items", rate))
+        rate = overlap.contamination_rate([e.text for e in sample], index)
+        checks.append(_check("dev_overlap", rate <= 0.01, f"{rate:.1%} of training examples overlap dev items", rate))
         arch = self._arch(card.base_model)
         checks += methods.get(tc.method).checks(tc, arch.modules, arch.layers)
         lo, hi = LR_RANGE

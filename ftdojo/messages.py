@@ -179,7 +179,7 @@ class TrainConfig(Message):
     """Optimizer steps."""
     batch_size: int = Field(16, ge=1)
     """Global batch size (split across workers)."""
-    lr: float = Field(1e-3, gt=0, le=1)
+    lr: float = Field(1e-3, gt=0)
     """Peak learning rate."""
     warmup_steps: int = Field(10, ge=0)
     """Linear warm-up steps, then cosine decay."""
