@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ftdojo import overlap, sandbox, scoring
+from ftdojo import overlap, sandbox, scoring, templating
 from ftdojo.errors import SandboxViolation, UserError
 from ftdojo.messages import (
     CuratedData,
@@ -40,7 +40,9 @@ class RecipeError(UserError):
 
 def render(template: str, row: dict[str, Any], source: str) -> str:
     try:
-        return template.format(**row)
+        return templating.render(template, row)
+    except (IndexError, TypeError) as e:
+        raise RecipeError(f"recipe source {source!r}: template {template!r} does not fit the row ({e}); fields: {sorted(row)}") from None
     except KeyError as e:
         raise RecipeError(f"recipe source {source!r}: template {template!r} names field {e}; fields: {sorted(row)}") from None
 

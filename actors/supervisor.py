@@ -27,7 +27,7 @@ from actors.validator import ValidatorHandle
 from ftdojo import agents, backbones, log, prompts
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
 from ftdojo.datafiles import read_models
-from ftdojo.dojo import EnvHandle, Referee
+from ftdojo.dojo import EnvHandle, Referee, capped
 from ftdojo.errors import RunError, UserError
 from ftdojo.messages import (
     Candidate,
@@ -53,6 +53,7 @@ from ftdojo.messages import (
 )
 from ftdojo.paths import code_version
 from ftdojo.registry import get_task
+from ftdojo.tasking import TaskSpec
 from ftdojo.runtime import Spawner, warm
 from ftdojo.search import best_node
 
@@ -81,7 +82,8 @@ class RunSupervisor:
         self.workspace = Path(workspace)
         self.spawner = Spawner(spawn)
         self.seed = key.seed
-        self.train: TrainConfig = agent_train(agent, profile).model_copy(update={"seed": key.seed})
+        self.train: TrainConfig = _fit_generation(agent_train(agent, profile).model_copy(update={"seed": key.seed}),
+                                                  capped(get_task(key.task), profile.eval_cap))
         self.log = log.get("run", run=key.slug)
         self.experiments: list[Experiment] = []
         self.curated: list[CuratedData] = []
@@ -102,8 +104,8 @@ class RunSupervisor:
         task = get_task(self.key.task)
         p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
-        referee = Referee(task.id, p.eval_batch_size, r.threads)
-        self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads)
+        referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap)
+        self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads, p.eval_cap)
         agent = agents.make(self.agent_cfg)
         for peer in sorted(agent.peers()):  # peers start (and warm their imports) while the environment describes the task
             self._spawn(peer)
@@ -332,6 +334,17 @@ class RunSupervisor:
             raise UserError(f"plan {plan.plan_id}: train.init='parent' continues the parent's checkpoint with the same method "
                             f"(parent {parent.id}: {was!r}, this plan: {plan.train.method!r}); use train.init='base'")
         return parent.train.checkpoint
+
+
+ANSWER_ROOM = 128
+"""Tokens of prompt the trainer's max length keeps beside the task's longest answer."""
+
+
+def _fit_generation(train: TrainConfig, task: TaskSpec) -> TrainConfig:
+    """The trainer's max length follows the task's generation budget: a reasoning task that answers in
+    thousands of tokens trains on sequences that long (the built-in tasks' budgets already fit)."""
+    need = task.max_new_tokens + ANSWER_ROOM
+    return train if train.max_length >= need else train.model_copy(update={"max_length": need})
 
 
 def _is_actor_death(e: BaseException) -> bool:

@@ -20,31 +20,51 @@ from ftdojo import bench, config, report
 from ftdojo.errors import UserError
 from ftdojo.messages import RunRecord
 from ftdojo.registry import domains, get_domain, get_task
+from ftdojo.tasking import TaskSpec
+
+
+def _origin(t: TaskSpec) -> str:
+    return t.origin or (f"generated ({t.generate.__module__})" if t.generate is not None else "")
+
+
+def _splits(t: TaskSpec) -> tuple[str, str]:
+    if t.load_test is None:
+        return str(t.dev_size), str(t.test_size)
+    return (str(t.dev_size) if t.dev_from or t.dev_from_items else f"≤{t.dev_size}" if t.dev_size else "all"), "rest" if t.dev_from_items else "all"
 
 
 def tasks_ls() -> None:
-    print(f"{'task':<16} {'domain':<10} {'metric':<8} {'dev':>4} {'test':>5}  description")
+    print(f"{'task':<20} {'domain':<12} {'metric':<12} {'dev':>5} {'test':>5}  origin — description")
     n = 0
     for d in domains().values():
         for t in d.tasks:
             n += 1
-            print(f"{t.id:<16} {d.name:<10} {t.metric:<8} {t.dev_size:>4} {t.test_size:>5}  {t.description}")
+            dev, test = _splits(t)
+            print(f"{t.id:<20} {d.name:<12} {t.metric:<12} {dev:>5} {test:>5}  {_origin(t)} — {t.description}")
     print(f"{n} tasks in {len(domains())} domains; `ftdojo tasks show TASK` for one task and its raw sources")
 
 
 def tasks_show(task_id: str) -> None:
     t = get_task(task_id)
     d = get_domain(t.domain)
+    dev, test = _splits(t)
     print(f"{t.id} ({d.name}): {t.description}")
+    print(f"  origin:        {_origin(t)}")
     print(f"  instruction:   {t.instruction}")
     print(f"  answer format: {t.answer_format}")
-    print(f"  metric:        {t.metric} ({t.direction}), categories: {', '.join(t.categories)}")
-    print(f"  splits:        dev {t.dev_size} (visible), test {t.test_size} (sealed)")
+    print(f"  metric:        {t.metric} ({t.direction}){', categories: ' + ', '.join(t.categories) if t.categories else ''}")
+    gen = f"max {t.max_new_tokens} new tokens, " + ("greedy" if t.temperature == 0 else f"temperature {t.temperature:g}, top-p {t.top_p:g}")
+    if t.samples > 1:
+        gen += f", {t.samples} samples per item ({f'pass@{t.pass_k}' if t.pass_k > 1 else f'avg@{t.samples}'})"
+    print(f"  generation:    {gen}")
+    where = (f"{t.dev_from} (a seeded slice, removed from it)" if t.dev_from else "the upstream validation split" if t.load_dev
+             else "a seeded slice of the one upstream split" if t.dev_from_items else "split by seed")
+    print(f"  splits:        dev {dev} (visible; {where}), test {test} (sealed{'; the upstream test split as it is' if t.load_test else ''})")
     print(f"  domain:        {d.description}")
     print("  raw sources (shared by the domain; the card's suggested mapping for this task, if any):")
     for s in d.sources:
         hint = s.suggestion(t.id)
-        print(f"    {s.name:<22} {s.format:<8} fields: {', '.join(s.fields)}")
+        print(f"    {s.name:<22} {s.format:<8} {s.origin + '; ' if s.origin else ''}fields: {', '.join(s.fields) or '(from the data)'}")
         print(f"      {s.readme}")
         if hint.prompt and hint.answer:
             print(f"      suggested: input {hint.prompt!r} -> answer {hint.answer!r}"

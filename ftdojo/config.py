@@ -103,6 +103,14 @@ class ProfileConfig(Schema):
     """CPUs, GPUs, training workers, precision and device of every run."""
     eval_batch_size: int = Field(32, ge=1)
     """Generation batch size."""
+    eval_max_new_tokens: int | None = Field(None, ge=1)
+    """Cap on every task's generation length (a smoke profile; None: each task's own)."""
+    eval_samples: int | None = Field(None, ge=1)
+    """Cap on every task's samples per item (a smoke profile; None: each task's own)."""
+
+    @property
+    def eval_cap(self) -> tuple[int | None, int | None]:
+        return self.eval_max_new_tokens, self.eval_samples
     train: dict[str, Any] = Field(default_factory=dict)
     """Overrides applied on top of every agent's train config."""
 

@@ -14,6 +14,7 @@ this run's trainer wrote, unchanged since).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ftdojo import datafiles, evaluation, overlap, repository, runtime
@@ -31,9 +32,10 @@ N_SAMPLES = 3
 class DojoEnv:
     """Agent-facing view of one task for one run."""
 
-    def __init__(self, task_id: str, base_model: str, budget: Budget, eval_batch_size: int = 32, threads: int = 1):
+    def __init__(self, task_id: str, base_model: str, budget: Budget, eval_batch_size: int = 32, threads: int = 1,
+                 cap: tuple[int | None, int | None] = (None, None)):
         runtime.warm("torch")  # for the first evaluate
-        self._task = get_task(task_id)
+        self._task = capped(get_task(task_id), cap)
         self._domain = get_domain(self._task.domain)
         self._raw = repository.materialize(self._domain)
         self._dev_path = repository.dev_path(self._task, self._domain)
@@ -58,7 +60,7 @@ class DojoEnv:
             answer_pattern=t.answer_pattern,
             metric=t.metric,
             direction=t.direction,
-            categories=list(t.categories),
+            categories=list(t.categories) or sorted({i["category"] for i in self._dev}),
             base_model=self._base_model,
             budget=self._budget,
             sources=[self._source_info(s.name) for s in self._domain.sources],
@@ -73,7 +75,7 @@ class DojoEnv:
         return SourceInfo(
             name=spec.name,
             format=spec.format,
-            fields=spec.fields,
+            fields=spec.fields or {c: c for c in (rows[0] if rows else {})},
             rows=len(rows),
             readme=(self._raw / f"{name}.md").read_text(),
             samples=rows[:N_SAMPLES],
@@ -147,8 +149,9 @@ class EnvHandle(Handle):
 class Referee:
     """Sealed-side scoring and integrity checks; never handed to an agent."""
 
-    def __init__(self, task_id: str, eval_batch_size: int = 32, threads: int = 1, leak_threshold: float = overlap.DEFAULT_THRESHOLD):
-        self._task = get_task(task_id)
+    def __init__(self, task_id: str, eval_batch_size: int = 32, threads: int = 1, leak_threshold: float = overlap.DEFAULT_THRESHOLD,
+                 cap: tuple[int | None, int | None] = (None, None)):
+        self._task = capped(get_task(task_id), cap)
         domain = get_domain(self._task.domain)
         repository.materialize(domain)
         self._path: Path = repository.sealed_path(self._task, domain)
@@ -210,6 +213,19 @@ class Referee:
             mine = [h for h, s in zip(hits, sources, strict=True) if s == name]
             out[f"test[{name}]"] = sum(mine) / len(mine)
         return out
+
+
+def capped(task: TaskSpec, cap: tuple[int | None, int | None]) -> TaskSpec:
+    """The task with the profile's evaluation caps (max new tokens, samples per item) applied: a smoke
+    profile runs a reasoning task's thousands of tokens and several samples in seconds."""
+    tokens, samples = cap
+    update: dict[str, int] = {}
+    if tokens is not None and task.max_new_tokens > tokens:
+        update["max_new_tokens"] = tokens
+    if samples is not None and task.samples > samples:
+        update["samples"] = samples
+        update["pass_k"] = min(task.pass_k, samples)
+    return replace(task, **update) if update else task
 
 
 def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str, batch: int, threads: int) -> EvalReport:

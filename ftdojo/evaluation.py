@@ -1,4 +1,4 @@
-"""Batched greedy evaluation with the chat template and the task's own scorer.
+"""Batched evaluation (greedy, or sampled with n samples per item) with the chat template and the task's own scorer.
 
 Items are sorted by prompt length and generated in left-padded batches, so a
 batch wastes little on padding. ``greedy`` decodes with a KV cache and drops
@@ -35,8 +35,12 @@ def _encode(tok: Any, prompt: str) -> list[int]:
     return _ENCODED[key]
 
 
-def generate(model: Any, tok: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy completions for chat-rendered prompts, in input order."""
+def generate(
+    model: Any, tok: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 32,
+    temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+) -> list[str]:
+    """Completions for chat-rendered prompts, in input order: greedy at temperature 0, else sampled
+    (temperature, nucleus ``top_p``) from a generator seeded per batch, so a run is repeatable."""
     import torch
 
     encoded = [_encode(tok, p) for p in prompts]
@@ -55,14 +59,36 @@ def generate(model: Any, tok: Any, prompts: list[str], max_new_tokens: int, batc
             n = len(encoded[i])
             ids[row, width - n :] = torch.tensor(encoded[i])
             mask[row, width - n :] = 1
-        for row, tokens in zip(idx, greedy(model, ids, mask, max_new_tokens, stops), strict=True):
+        sampler = None if temperature <= 0 else Sampler(temperature, top_p, seed * 1_000_003 + start)
+        for row, tokens in zip(idx, greedy(model, ids, mask, max_new_tokens, stops, sampler), strict=True):
             outputs[row] = tok.decode(tokens, skip_special_tokens=True)
     return outputs
 
 
-def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: set[int]) -> list[list[int]]:
-    """Greedy decoding of a left-padded batch with a KV cache; a row leaves the batch at its
-    stop token, so finished rows cost nothing while the others continue."""
+class Sampler:
+    """Next tokens drawn at ``temperature`` from the smallest set of tokens holding ``top_p`` of the mass."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int) -> None:
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, logits: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > self.top_p  # keep tokens until the mass reaches top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        return torch.multinomial(probs.cpu(), 1, generator=self.gen).squeeze(-1).to(logits.device)
+
+
+def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: set[int], sampler: Sampler | None = None) -> list[list[int]]:
+    """Greedy (or, with ``sampler``, sampled) decoding of a left-padded batch with a KV cache; a row
+    leaves the batch at its stop token, so finished rows cost nothing while the others continue."""
     import torch
 
     rows = ids.shape[0]
@@ -75,7 +101,7 @@ def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: set[int]
         )
         cache = step.cache
         for n in range(max_new_tokens):
-            nxt = step.logits[:, -1].argmax(-1)
+            nxt = step.logits[:, -1].argmax(-1) if sampler is None else sampler(step.logits[:, -1])
             keep = []
             for j, (r, t) in enumerate(zip(alive.tolist(), nxt.tolist(), strict=True)):
                 if t not in stops:
@@ -97,9 +123,22 @@ def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: set[int]
 
 
 def score(task: TaskSpec, items: list[Item], outputs: list[str], split: str, wall_s: float = 0.0) -> EvalReport:
-    """Score outputs against gold answers; pure, so it is tested on fixed outputs."""
+    """Score outputs against gold answers; pure, so it is tested on fixed outputs. With
+    ``task.samples`` = n > 1, ``outputs`` holds n per item (item-major): an item scores its avg@n,
+    or its unbiased pass@k where ``task.pass_k`` > 1; errors and extraction use each item's first sample."""
+    n_s = max(1, task.samples)
     golds = [i["answer"] for i in items]
-    scores, extracted = scoring.score_outputs(outputs, golds, task.answer_pattern, task.metric, task.tolerance)
+    flat, extracted_all = scoring.score_outputs(outputs, [g for g in golds for _ in range(n_s)], task.answer_pattern, task.metric, task.tolerance)
+    per_sample = [flat[i * n_s : (i + 1) * n_s] for i in range(len(items))]
+    extracted = extracted_all[::n_s]
+    firsts = outputs[::n_s]
+    if n_s == 1:
+        scores = flat
+    elif task.pass_k > 1:
+        scores = [scoring.pass_at_k(n_s, sum(x >= 1.0 for x in ss), task.pass_k) for ss in per_sample]
+    else:
+        scores = [sum(ss) / n_s for ss in per_sample]
+    outputs = firsts
     per_cat: dict[str, list[float]] = defaultdict(list)
     for item, s in zip(items, scores):
         per_cat[item["category"]].append(s)
@@ -111,13 +150,14 @@ def score(task: TaskSpec, items: list[Item], outputs: list[str], split: str, wal
     n = len(items)
     return EvalReport(
         split=split,  # type: ignore[arg-type]
-        score=sum(scores) / n if n else 0.0,
+        score=scoring.split_score(task.metric, scores, extracted, golds) if n_s == 1 else (sum(scores) / n if n else 0.0),
         n=n,
         per_category={c: sum(v) / len(v) for c, v in sorted(per_cat.items())},
         parse_failure_rate=sum(e is None for e in extracted) / n if n else 0.0,
         errors=errors,
         wall_s=wall_s,
         item_scores=[float(x) for x in scores],
+        sample_scores=per_sample if n_s > 1 else [],
     )
 
 
@@ -138,6 +178,7 @@ def evaluate(
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     model, tok = load_candidate(candidate)
-    prompts = [sft.render_prompt(tok, candidate.prompt, task.instruction, i["input"]) for i in items]
-    outputs = generate(model, tok, prompts, task.max_new_tokens, batch_size)
+    n_s = max(1, task.samples)
+    prompts = [sft.render_prompt(tok, candidate.prompt, task.instruction, i["input"]) for i in items for _ in range(n_s)]
+    outputs = generate(model, tok, prompts, task.max_new_tokens, batch_size, task.temperature, task.top_p, task.seed)
     return score(task, items, outputs, split, time.perf_counter() - t0)

@@ -18,6 +18,8 @@ LEGACY_TRAIN_FIELDS = ("num_workers", "use_gpu", "precision")
 """TrainConfig fields of schema version 2 that moved to the profile's resources."""
 
 Direction = Literal["max", "min"]
+Value = str | int | float | bool | None | list[Any] | dict[str, Any]
+"""A raw source's cell: a file's scalar, or a dataset's nested list or mapping."""
 CheckStatus = Literal["pass", "warn", "fail"]
 Decision = Literal["continue", "branch", "stop"]
 
@@ -45,7 +47,7 @@ class SourceInfo(Message):
     """Number of rows."""
     readme: str
     """The source's dataset card."""
-    samples: list[dict[str, str | int | float | None]]
+    samples: list[dict[str, Value]]
     """A few rows, verbatim."""
     suggested_prompt: str | None = None
     """Template over the fields that yields a task input, when the card gives one."""
@@ -430,7 +432,10 @@ class EvalReport(Message):
     wall_s: float = 0.0
     """Generation and scoring time."""
     item_scores: list[float] = Field(default_factory=list)
-    """Score of each item in split order, for paired tests between agents."""
+    """Score of each item in split order, for paired tests between agents (with several samples:
+    the item's avg@n, or its pass@k where the task asks for pass@k)."""
+    sample_scores: list[list[float]] = Field(default_factory=list)
+    """With several samples per item: each sample's score, per item (empty for one sample)."""
     cached: bool = False
     """Reused from an identical earlier evaluation (the base model on the same items, decoding settings
     and code); greedy decoding makes it the same report, so only its wall time differs."""
@@ -587,14 +592,14 @@ class SourceRows(Message):
     """Catalog name."""
     columns: list[str]
     """Column names, in file order."""
-    rows: list[list[str | int | float | None]]
-    """One list of values per row, in ``columns`` order."""
+    rows: list[list[Value]]
+    """One list of values per row, in ``columns`` order (a dataset's nested values as they are)."""
 
-    def dicts(self) -> list[dict[str, str | int | float | None]]:
+    def dicts(self) -> list[dict[str, Value]]:
         return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
 
     @classmethod
-    def of(cls, source: str, rows: list[dict[str, str | int | float | None]]) -> SourceRows:
+    def of(cls, source: str, rows: list[dict[str, Value]]) -> SourceRows:
         columns = list(rows[0]) if rows else []
         return cls(source=source, columns=columns, rows=[[r.get(c) for c in columns] for r in rows])
 

@@ -1,8 +1,9 @@
 """The task registry: every built-in domain and every user task spec, discovered once per process.
 
 Built-in domains are the modules of the top-level ``tasks`` package that
-expose ``DOMAIN``; user specs are the YAML files in ``tasks/`` and in the
-folders on ``FTDOJO_TASKS`` (``ftdojo.usertasks``). ``reload`` forgets what
+expose ``DOMAIN``; specs are the YAML files under ``tasks/`` (``tasks/paper/``
+holds the paper's dataset-backed tasks) and in the folders on
+``FTDOJO_TASKS`` (``ftdojo.usertasks``). ``reload`` forgets what
 was found (after ``FTDOJO_TASKS`` or a spec file changed).
 """
 
@@ -29,14 +30,13 @@ def domains() -> dict[str, Domain]:
         dom = getattr(module, "DOMAIN", None)
         if isinstance(dom, Domain):
             found[dom.name] = dom
-    folders = [Path(p) for p in builtin.__path__]
-    folders += [Path(p) for p in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if p]
-    for folder in folders:
-        for path in sorted(folder.glob("*.yaml")):
-            dom = usertasks.load(path)
-            if dom.name in found and found[dom.name].origin in sys.modules:
-                raise UserError(f"{path}: domain {dom.name!r} is a built-in domain ({found[dom.name].origin}); name another")
-            found[dom.name] = usertasks.merge(found[dom.name], dom) if dom.name in found else dom
+    specs = [p for folder in builtin.__path__ for p in sorted(Path(folder).rglob("*.yaml"))]  # tasks/ and tasks/paper/
+    specs += [p for folder in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if folder for p in sorted(Path(folder).glob("*.yaml"))]
+    for path in specs:
+        dom = usertasks.load(path)
+        if dom.name in found and found[dom.name].origin in sys.modules:
+            raise UserError(f"{path}: domain {dom.name!r} is a built-in domain ({found[dom.name].origin}); name another")
+        found[dom.name] = usertasks.merge(found[dom.name], dom) if dom.name in found else dom
     _one_task_per_id(found)
     return found
 
@@ -63,6 +63,11 @@ def data_dirs() -> list[Path]:
     out += [Path(p) for p in os.environ.get("FTDOJO_TASKS", "").split(os.pathsep) if p]
     out += [Path(f).parent for d in domains().values() for f in d.data_files]
     return sorted({p.resolve() for p in out})
+
+
+def builtin_offline(domain: Domain) -> bool:
+    """Whether a domain is one of the generated built-in ones (the offline suite), not a spec."""
+    return domain.origin in sys.modules
 
 
 def reload() -> None:

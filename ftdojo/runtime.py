@@ -128,9 +128,10 @@ def _reap() -> None:
             pass
 
 
-FORWARDED_ENV = ("FTDOJO_HOME", "FTDOJO_TASKS", "FTDOJO_MODELS")
+FORWARDED_ENV = ("FTDOJO_HOME", "FTDOJO_TASKS", "FTDOJO_MODELS", "FTDOJO_HUB_MIRROR", "HF_HOME", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 """Driver settings a run's actors must share wherever they start: the data home, the user's task
-folders (a task added from the user's own files) and the model cache."""
+folders (a task added from the user's own files), the model cache, and where datasets come from (a
+dataset-backed task's repository fingerprint depends on where its dataset resolves)."""
 
 
 def start_run(cls: type, *args: Any, num_cpus: float, num_gpus: float) -> Any:

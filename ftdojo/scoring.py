@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from ftdojo.errors import UnknownName
 
@@ -68,7 +69,177 @@ def f1(pred: str, gold: str, tolerance: float = 0.0) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-METRICS: dict[str, Callable[[str, str, float], float]] = {"exact": exact, "numeric": numeric, "choice": choice, "f1": f1}
+def _math_parse(text: str) -> list[Any]:
+    import logging
+
+    from math_verify import parse
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    return parse(text, parsing_timeout=None)  # type: ignore[arg-type]  # signal-based timeouts need the main thread
+
+
+def math_answer(output: str) -> str | None:
+    """The final answer math-verify finds in a whole output (``\\boxed{}`` first), as written."""
+    parsed = _math_parse(output)
+    return str(parsed[-1]) if parsed else None
+
+
+def math_equiv(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Mathematical equivalence by math-verify (Hugging Face, the Open R1 / lighteval scorer):
+    ``\\frac{1}{2}`` = ``0.5``, ``x(x+2)`` = ``x^2+2x``. ``pred`` is the whole output."""
+    from math_verify import verify
+
+    gold_parsed = _math_parse(gold if "$" in gold or "\\boxed" in gold else f"${gold}$")
+    return float(bool(gold_parsed) and verify(gold_parsed, _math_parse(pred), timeout_seconds=None))  # type: ignore[arg-type]
+
+
+def rouge_l(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """ROUGE-L F-measure (longest common subsequence; Lin 2004), by Google's ``rouge-score``."""
+    from rouge_score import rouge_scorer
+
+    return float(rouge_scorer.RougeScorer(["rougeL"]).score(gold, pred)["rougeL"].fmeasure)
+
+
+_LABEL_SPLIT = re.compile(r"[,;\s]+")
+
+
+def labels(value: str) -> set[str]:
+    """A label set from ``A, C`` / ``A;C`` / ``["A", "C"]``, case-insensitive."""
+    return {x.strip("[]()'\"").lower() for x in _LABEL_SPLIT.split(value) if x.strip("[]()'\"")}
+
+
+def set_f1(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """F1 between the predicted and the gold label sets (multi-label answers: PANORAMA PAR4PC)."""
+    p, g = labels(pred), labels(gold)
+    if not p or not g:
+        return float(p == g)
+    tp = len(p & g)
+    return 0.0 if tp == 0 else 2 * tp / (len(p) + len(g))
+
+
+def _gold_silver(gold: str) -> tuple[set[str], set[str]]:
+    """``A, C | B``: gold labels before the bar, partly-right (silver) ones after it."""
+    g, _, silver = gold.partition("|")
+    return labels(g), labels(silver)
+
+
+def prior_art(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """PANORAMA PAR4PC's custom score over the cited set: (2·TP − FP − FN) / (2·|gold|), floored at 0,
+    where a silver label predicted is no false positive. Gold is written ``A, C | B``."""
+    g, silver = _gold_silver(gold)
+    p = labels(pred)
+    if not g:
+        return float(not p)
+    tp, fp, fn = len(p & g), len(p - g - silver), len(g - p)
+    return max(0.0, (2 * tp - fp - fn) / (2 * len(g)))
+
+
+def gold_silver(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """PANORAMA PI4PC's custom score for one chosen key, scaled to [0, 1]: a gold key 1, a silver key
+    0.5 (the benchmark's 2 and 1), anything else 0. Gold is written ``17 | 12, 30``."""
+    g, silver = _gold_silver(gold)
+    p = labels(pred)
+    if len(p) != 1:
+        return 0.0
+    return 1.0 if p <= g else 0.5 if p <= silver else 0.0
+
+
+def macro_f1_corpus(preds: list[str | None], golds: list[str]) -> float:
+    """Macro-F1 over the gold classes (scikit-learn's ``f1_score(average='macro')`` over the labels
+    that occur in gold): a class no prediction names scores 0, an unparseable output is wrong."""
+    classes = sorted({normalize(g).lower() for g in golds})
+    norm = [None if p is None else normalize(p).lower() for p in preds]
+    gold = [normalize(g).lower() for g in golds]
+    f1s = []
+    for c in classes:
+        tp = sum(p == c and g == c for p, g in zip(norm, gold))
+        fp = sum(p == c and g != c for p, g in zip(norm, gold))
+        fn = sum(p != c and g == c for p, g in zip(norm, gold))
+        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return sum(f1s) / len(f1s) if f1s else 0.0
+
+
+def _sequence(value: str) -> list[str]:
+    lines = [ln.strip() for ln in value.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:  # "3, 1, 2" or "[3, 1, 2]"
+        lines = [x for x in re.split(r"[,\s\[\]]+", value) if x]
+    return [normalize(re.sub(r"^\s*(\d+[.)]|[-*])\s+", "", ln)).lower() for ln in lines]
+
+
+def kendall_tau(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Kendall's tau-a between the predicted and the gold order of the same elements (step ordering:
+    BioProBench ORD): 1 in order, -1 reversed. A prediction that is not a permutation of the gold
+    elements scores -1."""
+    p, g = _sequence(pred), _sequence(gold)
+    if sorted(p) != sorted(g) or len(set(g)) != len(g):
+        return -1.0
+    if len(g) < 2:
+        return 1.0
+    pos = {x: i for i, x in enumerate(p)}
+    ranks = [pos[x] for x in g]
+    n = len(ranks)
+    concordant = sum(ranks[i] < ranks[j] for i in range(n) for j in range(i + 1, n))
+    return (2 * concordant - n * (n - 1) / 2) / (n * (n - 1) / 2)
+
+
+def _canonical(smiles: str) -> str | None:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles.strip()) if smiles.strip() else None
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def smiles_equiv(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Same molecule: equal RDKit canonical SMILES (``OCC`` = ``CCO``); an invalid SMILES scores 0."""
+    p, g = _canonical(pred), _canonical(gold)
+    return float(p is not None and p == g)
+
+
+def tanimoto(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Tanimoto similarity of Morgan fingerprints (radius 2, 1024 bits) of two SMILES: ChemCoTBench's
+    Murcko-scaffold score; an invalid SMILES scores 0."""
+    from rdkit import Chem, DataStructs, RDLogger
+    from rdkit.Chem import rdFingerprintGenerator
+
+    RDLogger.DisableLog("rdApp.*")
+    a, b = Chem.MolFromSmiles(pred.strip()), Chem.MolFromSmiles(gold.strip())
+    if a is None or b is None:
+        return 0.0
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
+    return float(DataStructs.TanimotoSimilarity(gen.GetFingerprint(a), gen.GetFingerprint(b)))
+
+
+def abs_error(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Absolute error of a count (ChemCoTBench's functional-group and ring counts report its mean, MAE;
+    lower is better). ``score_outputs`` scores an unparseable output as a prediction of 0, as the benchmark does."""
+    p, g = _as_number(normalize(pred)), _as_number(normalize(gold))
+    if g is None:
+        return float("nan")
+    return abs((p if p is not None and not math.isnan(p) else 0.0) - g)
+
+
+def smiles_valid(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """Whether the prediction is a SMILES RDKit can parse (validity rate)."""
+    return float(_canonical(pred) is not None)
+
+
+METRICS: dict[str, Callable[[str, str, float], float]] = {
+    "exact": exact, "numeric": numeric, "choice": choice, "f1": f1, "math": math_equiv, "rouge_l": rouge_l,
+    "set_f1": set_f1, "prior_art": prior_art, "gold_silver": gold_silver, "macro_f1": exact, "kendall_tau": kendall_tau, "smiles": smiles_equiv, "smiles_valid": smiles_valid, "tanimoto": tanimoto,
+    "abs_error": abs_error,
+}
+"""Per-item metrics. ``macro_f1``'s per-item score is its exact match (for paired tests); its split
+score is ``CORPUS['macro_f1']``."""
+
+CORPUS: dict[str, Callable[[list[str | None], list[str]], float]] = {"macro_f1": macro_f1_corpus}
+"""Metrics whose split score is computed over the whole split, not averaged over items."""
+
+WHOLE_OUTPUT = {"math": math_answer}
+"""Metrics that read the whole output with their own extractor instead of the task's pattern."""
+
+LOWER_IS_BETTER = {"abs_error"}
+"""Metrics whose tasks minimise (``TaskSpec.direction = "min"``)."""
 
 
 def metric(name: str) -> Callable[[str, str, float], float]:
@@ -81,8 +252,30 @@ def metric(name: str) -> Callable[[str, str, float], float]:
 def score_outputs(
     outputs: list[str], golds: list[str], pattern: str, metric_name: str, tolerance: float = 1e-6
 ) -> tuple[list[float], list[str | None]]:
-    """Per-item scores and extractions; an unparseable output scores 0."""
+    """Per-item scores and extractions; an unparseable output scores 0 (``kendall_tau``: -1)."""
     fn = metric(metric_name)
+    floor = -1.0 if metric_name == "kendall_tau" else 0.0
+    if metric_name == "abs_error":  # lower is better: an unparseable output predicts 0
+        extracted = [extract(o, pattern) for o in outputs]
+        return [fn(e if e is not None else "0", g, tolerance) for e, g in zip(extracted, golds, strict=True)], extracted
+    if metric_name in WHOLE_OUTPUT:
+        extracted = [WHOLE_OUTPUT[metric_name](o) for o in outputs]
+        scores = [floor if e is None else fn(o, g, tolerance) for o, e, g in zip(outputs, extracted, golds, strict=True)]
+        return scores, extracted
     extracted = [extract(o, pattern) for o in outputs]
-    scores = [0.0 if e is None else fn(e, g, tolerance) for e, g in zip(extracted, golds, strict=True)]
+    scores = [floor if e is None else fn(e, g, tolerance) for e, g in zip(extracted, golds, strict=True)]
     return scores, extracted
+
+
+def split_score(metric_name: str, item_scores: list[float], extracted: list[str | None], golds: list[str]) -> float:
+    """The split's score: the corpus metric where the task has one, else the mean item score."""
+    if metric_name in CORPUS:
+        return CORPUS[metric_name](extracted, golds)
+    return sum(item_scores) / len(item_scores) if item_scores else 0.0
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021, Codex): 1 - C(n-c,k)/C(n,k)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))

@@ -41,6 +41,12 @@ class SourceSpec:
     None: the three ``suggested_*`` fields hold for every task of the domain."""
     role: Literal["clean", "traces", "noisy", "irrelevant", "leak", "other"] = "other"
     """What the source is *for the suite's authors and tests*; never shown to agents."""
+    on_test_overlap: Literal["drop", "refuse"] = "drop"
+    """A user's source found holding test items at materialisation: drop those rows, or refuse."""
+    identity: str = ""
+    """What defines the rows beyond the spec (a dataset's reference and files); empty for a file."""
+    origin: str = ""
+    """Where the rows come from, for listings: a generator, a file, or a dataset."""
 
     def suggestion(self, task_id: str) -> Suggestion:
         if self.per_task is None:
@@ -80,12 +86,38 @@ class TaskSpec:
     direction: Literal["max", "min"] = "max"
     max_new_tokens: int = 64
     seed: int = 0
+    temperature: float = 0.0
+    """Sampling temperature at evaluation (0: greedy)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    samples: int = 1
+    """Generations per item; an item scores their mean (avg@n), or pass@k with ``pass_k``."""
+    pass_k: int = 1
+    """k of pass@k over ``samples`` generations (1: avg@n)."""
+    load_test: Callable[[], list[Item]] | None = None
+    """The upstream test split, sealed as it is (a dataset-backed task)."""
+    load_dev: Callable[[], list[Item]] | None = None
+    """The upstream validation split as dev (a dataset-backed task)."""
+    dev_from: str | None = None
+    """A source whose seeded slice of ``dev_size`` rows becomes dev, removed from that source."""
+    dev_from_items: bool = False
+    """A benchmark with one split: a seeded slice of ``dev_size`` of its items is dev, the rest sealed."""
+    to_item: Callable[[Row, int], Item] | None = None
+    """Maps a row of the task's dataset to an item (for ``dev_from``)."""
+    origin: str = ""
+    """Where the items come from, for listings: a generator, a file, or a dataset (id, config, split, revision)."""
+    identity: str = ""
+    """What defines the items' bytes beyond this spec (a dataset's reference and files)."""
 
     def render_answer(self, value: str) -> str:
         return self.answer_template.format(answer=value)
 
     def spec_hash(self) -> str:
-        d = {k: v for k, v in self.__dict__.items() if k != "generate"}
+        d = {k: v for k, v in self.__dict__.items() if not callable(v) and v is not None or k == "items_file"}
+        d.pop("generate", None)
+        for k in ("temperature", "top_p", "samples", "pass_k", "origin", "identity", "dev_from_items"):  # newer fields: absent at their default,
+            if d.get(k) == TaskSpec.__dataclass_fields__[k].default:                # so older tasks keep their hashes
+                d.pop(k)
         if self.generate is not None:
             d["generator"] = f"{self.generate.__module__}.{self.generate.__qualname__}"
         return sha256_json(d)[:16]

@@ -29,7 +29,9 @@ def _all_error_types() -> list[type[FtdojoError]]:
 
 def _example(cls: type[FtdojoError]) -> FtdojoError:
     """An instance built from the constructor's own signature (strings, numbers, lists by annotation)."""
-    values = {"str": "x", "float": 1.5, "int": 3, "list[str]": ["a", "b"]}
+    from ftdojo.hub import HubRef
+
+    values = {"str": "x", "float": 1.5, "int": 3, "list[str]": ["a", "b"], "HubRef": HubRef(hub="org/name")}
     args = []
     for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

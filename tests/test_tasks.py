@@ -16,7 +16,7 @@ def test_registry_discovers_math_tasks() -> None:
 
 
 def test_generators_are_deterministic() -> None:
-    for task in all_tasks().values():
+    for task in (t for t in all_tasks().values() if t.generate is not None):
         a = [task.generate(random.Random("s")) for _ in range(50)]
         b = [task.generate(random.Random("s")) for _ in range(50)]
         assert a == b

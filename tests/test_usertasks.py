@@ -85,7 +85,7 @@ def test_user_task_runs_through_the_supervisor(user_task, tmp_path) -> None:
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda s: s.replace("metric: exact", "metric: fuzzy"), r"reverse.yaml: metric: .*'exact', 'numeric', 'choice' or 'f1'.*got 'fuzzy'"),
+        (lambda s: s.replace("metric: exact", "metric: fuzzy"), r"reverse.yaml: metric: .*'exact', 'numeric', 'choice', 'f1', 'math'.*got 'fuzzy'"),
         (lambda s: s.replace("items: eval.jsonl", "items: nope.jsonl"), r"reverse.yaml: items: file .*nope.jsonl not found"),
         (lambda s: s.replace("test_size: 30", "test_size: 300"), r"dev_size: dev_size \+ test_size = 320 but eval.jsonl has 60 items"),
         (lambda s: s.replace('answer_pattern: "Answer:\\\\s*([a-z]+)"', 'answer_pattern: "Answer: [a-z]+"'), r"answer_pattern: .*capturing group"),

@@ -1,0 +1,159 @@
+"""Rows from Hugging Face datasets: a hub id (with config, split and revision), a local folder laid out
+like a hub repository, or local files, all read through ``datasets.load_dataset``.
+
+Where a reference points:
+
+* a path (absolute, or relative to the spec that names it) that exists: that folder or file;
+* else ``$FTDOJO_HUB_MIRROR/<org>/<name>`` when that folder exists (an offline mirror: the hub
+  repository's files as they are, e.g. from ``huggingface-cli download --repo-type dataset``);
+* else the hub id itself, which ``datasets`` serves from its local cache when offline
+  (``HF_DATASETS_OFFLINE=1``) and downloads otherwise.
+
+A dataset that cannot be had is one ``DatasetUnavailable`` line naming the id and how to fetch it;
+a config or split the dataset lacks is a ``ConfigError`` naming the spec, the field and what is valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ftdojo.errors import ConfigError, UserError
+
+
+class HubRef(BaseModel):
+    """Where rows come from: a dataset (hub id or folder), its config, split and revision."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    hub: str
+    """Hub dataset id (``org/name``), or a folder laid out like a hub repository, or a data file
+    (relative paths are relative to the spec)."""
+    config: str | list[str] | None = None
+    """Dataset config (subset) name; a list reads each and concatenates them (column ``_config`` says which)."""
+    data_dir: str | None = None
+    """Folder within the repository holding the split files (PANORAMA's ``PAR4PC``)."""
+    split: str = "train"
+    """Split name."""
+    revision: str | None = None
+    """Hub revision (a commit, tag or branch); pin it for results that can be reproduced."""
+    data_files: str | list[str] | None = None
+    """Data files within the dataset, for a repository without configs."""
+    max_rows: int | None = Field(None, ge=1)
+    """Stream the split and keep its first N rows (large sources)."""
+    where: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Keep rows whose column equals the value (or one of the values)."""
+    json_columns: list[str] = Field(default_factory=list)
+    """Columns holding JSON text, parsed into values (ChemCoTBench's ``meta``)."""
+
+
+class DatasetUnavailable(UserError):
+    """A dataset that is neither local, nor mirrored, nor in the hub cache (offline)."""
+
+    def __init__(self, ref: HubRef, why: str) -> None:
+        self.ref, self.why = ref, why
+        cfg = f", config {ref.config!r}" if ref.config else ""
+        fetch = f"huggingface-cli download --repo-type dataset {ref.hub}" + (f" --revision {ref.revision}" if ref.revision else "")
+        super().__init__(f"dataset {ref.hub!r}{cfg}, split {ref.split!r} is not available ({why}); fetch it with "
+                         f"`{fetch}` where there is network, or put its files under $FTDOJO_HUB_MIRROR/{ref.hub}/")
+
+
+def location(ref: HubRef, base: Path | None = None) -> str:
+    """The folder, file or hub id ``ref`` resolves to (see the module docstring)."""
+    p = Path(ref.hub).expanduser()
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    if p.exists():
+        return str(p.resolve())
+    mirror = os.environ.get("FTDOJO_HUB_MIRROR")
+    if mirror and (Path(mirror) / ref.hub).is_dir():
+        return str((Path(mirror) / ref.hub).resolve())
+    return ref.hub
+
+
+def identity(ref: HubRef, base: Path | None = None) -> str:
+    """What defines the rows' bytes, cheaply: the reference, and for a local folder or file each
+    file's path, size and modification time (a hub id is as exact as its pinned revision)."""
+    where = location(ref, base)
+    parts: list[Any] = [ref.model_dump(), ref.hub if where == ref.hub else ""]
+    p = Path(where)
+    if p.exists():
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and ".git" not in f.parts)
+        parts += [(str(f.relative_to(p.parent)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def describe(ref: HubRef) -> str:
+    """One line for listings: ``org/name (config, split, @revision)``."""
+    cfg = "+".join(ref.config) if isinstance(ref.config, list) else ref.config
+    bits = [b for b in (cfg, ref.data_dir, ref.split, f"@{ref.revision}" if ref.revision else None) if b]
+    return f"{ref.hub} ({', '.join(bits)})"
+
+
+def rows(ref: HubRef, base: Path | None = None, where: str = "", field: str = "") -> list[dict[str, Any]]:
+    """The split's rows as plain Python values (a streamed prefix when ``max_rows`` is set), filtered
+    by ``where``, JSON columns parsed."""
+    if isinstance(ref.config, list):
+        out = []
+        for c in ref.config:
+            out += [{**r, "_config": c} for r in rows(ref.model_copy(update={"config": c}), base, where, field)]
+        return out
+    got = _rows(ref, base, where, field)
+    for c in ref.json_columns:
+        for r in got:
+            if isinstance(r.get(c), str):
+                try:
+                    r[c] = json.loads(r[c])
+                except ValueError:
+                    raise ConfigError(where, f"{field}.json_columns", f"column {c!r} holds text that is not JSON") from None
+    if ref.where:
+        want = {k: {v} if isinstance(v, str) else set(v) for k, v in ref.where.items()}
+        got = [r for r in got if all(str(r.get(k)) in vs for k, vs in want.items())]
+    return got
+
+
+def _rows(ref: HubRef, base: Path | None, where: str, field: str) -> list[dict[str, Any]]:
+    import datasets
+
+    where = where or f"dataset {ref.hub}"
+
+    datasets.disable_progress_bars()
+    target = location(ref, base)
+    p = Path(target)
+    kwargs: dict[str, Any] = {"split": ref.split, "revision": ref.revision}
+    if p.is_file():  # a data file: its builder by suffix
+        builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(p.suffix)
+        if builder is None:
+            raise ConfigError(where, field, f"{p.name}: use a .jsonl, .json, .csv or .parquet file, or a dataset folder")
+        args: tuple[Any, ...] = (builder,)
+        kwargs["data_files"] = {ref.split: str(p)}
+    else:
+        args = (target, ref.config) if ref.config else (target,)
+        if ref.data_files is not None:
+            kwargs["data_files"] = ref.data_files
+        if ref.data_dir is not None:
+            kwargs["data_dir"] = ref.data_dir
+    try:
+        if ref.max_rows is not None:
+            stream = datasets.load_dataset(*args, streaming=True, **kwargs)
+            if ref.where:  # the cap counts kept rows
+                want = {k: {v} if isinstance(v, str) else set(v) for k, v in ref.where.items()}
+                stream = stream.filter(lambda r: all(str(r.get(k)) in vs for k, vs in want.items()))
+            return [dict(r) for _, r in zip(range(ref.max_rows), stream)]
+        return datasets.load_dataset(*args, **kwargs).to_list()
+    except ValueError as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "BuilderConfig" in text or "Unknown split" in text or "split" in text.lower():
+            name = "config" if "BuilderConfig" in text else "split"
+            raise ConfigError(where, f"{field}.{name}" if field else name, text) from None
+        raise DatasetUnavailable(ref, text) from None
+    except (ConnectionError, FileNotFoundError, OSError) as e:
+        raise DatasetUnavailable(ref, (str(e).splitlines() or [type(e).__name__])[0][:200]) from None
+    except Exception as e:  # noqa: BLE001 - datasets raises its own hierarchy (DatasetNotFoundError, ...)
+        if type(e).__module__.startswith(("datasets", "huggingface_hub")):
+            raise DatasetUnavailable(ref, (str(e).splitlines() or [type(e).__name__])[0][:200]) from None
+        raise
