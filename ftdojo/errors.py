@@ -53,7 +53,7 @@ class UnknownName(UserError):
 
     def __init__(self, what: str, name: str, valid: list[str]) -> None:
         self.what, self.name, self.valid = what, name, valid
-        shown = ", ".join(sorted(valid)[:20]) + (" …" if len(valid) > 20 else "")
+        shown = ", ".join(sorted(valid)[:60]) + (" …" if len(valid) > 60 else "")
         super().__init__(f"unknown {what} {name!r}; valid: {shown}")
 
 

@@ -268,3 +268,16 @@ def test_one_adapter_per_category_runs_through_the_bench(ray_cluster, mirror, tm
     assert fg.direction == "min"
     table = (out / "results.md").read_text()
     assert all(f"| {t} |" in table for t in tasks)
+
+
+def test_the_trainers_max_length_follows_the_tasks_generation_budget() -> None:
+    from actors.supervisor import _fit_generation
+    from ftdojo.dojo import capped
+    from ftdojo.messages import TrainConfig
+
+    aime, linear = registry.get_task("aime24"), registry.get_task("math-linear")
+    assert _fit_generation(TrainConfig(max_length=384), aime).max_length == 4096 + 128
+    assert _fit_generation(TrainConfig(max_length=384), linear).max_length == 384  # the built-in tasks already fit
+    small = capped(aime, (96, 2))
+    assert (small.max_new_tokens, small.samples) == (96, 2) and _fit_generation(TrainConfig(max_length=384), small).max_length == 384
+    assert capped(linear, (96, 2)) is linear
