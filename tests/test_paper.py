@@ -11,7 +11,7 @@ import pytest
 from hubfixtures import PLANTED, build
 
 from ftdojo import datafiles, hub, registry, repository, scoring
-from ftdojo.errors import ConfigError, UserError
+from ftdojo.errors import ConfigError
 
 PAPER = {t.id for d in registry.domains().values() if not registry.builtin_offline(d) for t in d.tasks}
 
