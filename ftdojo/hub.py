@@ -110,17 +110,18 @@ def rows(ref: HubRef, base: Path | None = None, where: str = "", field: str = ""
                     r[c] = json.loads(r[c])
                 except ValueError:
                     raise ConfigError(where, f"{field}.json_columns", f"column {c!r} holds text that is not JSON") from None
-    if ref.where:
-        want = {k: {v} if isinstance(v, str) else set(v) for k, v in ref.where.items()}
-        got = [r for r in got if all(str(r.get(k)) in vs for k, vs in want.items())]
-    return got
+    return [r for r in got if _keep(ref, r)] if ref.where else got
+
+
+def _keep(ref: HubRef, row: dict[str, Any]) -> bool:
+    """Whether a row passes the reference's ``where`` filter."""
+    return all(str(row.get(k)) in ({v} if isinstance(v, str) else set(v)) for k, v in ref.where.items())
 
 
 def _rows(ref: HubRef, base: Path | None, where: str, field: str) -> list[dict[str, Any]]:
     import datasets
 
     where = where or f"dataset {ref.hub}"
-
     datasets.disable_progress_bars()
     target = location(ref, base)
     p = Path(target)
@@ -141,8 +142,7 @@ def _rows(ref: HubRef, base: Path | None, where: str, field: str) -> list[dict[s
         if ref.max_rows is not None:
             stream = datasets.load_dataset(*args, streaming=True, **kwargs)
             if ref.where:  # the cap counts kept rows
-                want = {k: {v} if isinstance(v, str) else set(v) for k, v in ref.where.items()}
-                stream = stream.filter(lambda r: all(str(r.get(k)) in vs for k, vs in want.items()))
+                stream = stream.filter(lambda r: _keep(ref, r))
             return [dict(r) for _, r in zip(range(ref.max_rows), stream)]
         return datasets.load_dataset(*args, **kwargs).to_list()
     except ValueError as e:

@@ -118,6 +118,7 @@ def _write_all(domain: Domain, root: Path) -> None:
             test, dev = items[: task.test_size], items[task.test_size : task.test_size + task.dev_size]
         elif task.load_test is not None:  # a dataset's test split, sealed as it is
             test = task.load_test()
+            dev = []
             if task.dev_from_items:  # one upstream split: a seeded slice of it is dev, the rest sealed
                 order = list(range(len(test)))
                 random.Random(f"{task.id}:{task.seed}:dev").shuffle(order)
@@ -126,9 +127,8 @@ def _write_all(domain: Domain, root: Path) -> None:
                                       f"task {task.id}: the split has {len(test)} items; dev.size={task.dev_size} leaves none to seal")
                 pick = set(order[: task.dev_size])
                 dev, test = [i for k, i in enumerate(test) if k in pick], [i for k, i in enumerate(test) if k not in pick]
-                reserved.add([i["input"] for i in test])
-            else:
-                reserved.add([i["input"] for i in test])
+            reserved.add([i["input"] for i in test])  # before a dev slice is drawn, which must avoid them
+            if not task.dev_from_items:
                 dev = task.load_dev() if task.load_dev is not None else _dev_slice(domain, task, reserved, built)
         else:
             test = draw_items(task, task.test_size, random.Random(f"{task.id}:{task.seed}:test"), reserved)
