@@ -59,7 +59,8 @@ def tasks_show(task_id: str) -> None:
     print(f"  generation:    {gen}")
     where = (f"{t.dev_from} (a seeded slice, removed from it)" if t.dev_from else "the upstream validation split" if t.load_dev
              else "a seeded slice of the one upstream split" if t.dev_from_items else "split by seed")
-    print(f"  splits:        dev {dev} (visible; {where}), test {test} (sealed{'; the upstream test split as it is' if t.load_test else ''})")
+    sealed = f"; {t.sealed_rule}" if t.sealed_rule else "; the upstream test split as it is" if t.load_test else ""
+    print(f"  splits:        dev {dev} (visible; {where}), test {test} (sealed{sealed})")
     print(f"  domain:        {d.description}")
     print("  raw sources (shared by the domain; the card's suggested mapping for this task, if any):")
     for s in d.sources:

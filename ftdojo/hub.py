@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ftdojo.errors import ConfigError, UserError
 
@@ -49,6 +49,15 @@ class HubRef(BaseModel):
     """Keep rows whose column equals the value (or one of the values)."""
     json_columns: list[str] = Field(default_factory=list)
     """Columns holding JSON text, parsed into values (ChemCoTBench's ``meta``)."""
+    per_file: bool = False
+    """Read each file ``data_files`` matches on its own, in name order, column ``_file`` naming it (its
+    stem): a repository of one CSV per subject (FinanceIQ's ``data/test/<subject>.csv``)."""
+
+    @model_validator(mode="after")
+    def _per_file_needs_files(self) -> HubRef:
+        if self.per_file and self.data_files is None:
+            raise ValueError("per_file reads the files data_files matches; give data_files (e.g. 'data/test/*.csv')")
+        return self
 
 
 class DatasetUnavailable(UserError):
@@ -90,7 +99,8 @@ def identity(ref: HubRef, base: Path | None = None) -> str:
 def describe(ref: HubRef) -> str:
     """One line for listings: ``org/name (config, split, @revision)``."""
     cfg = "+".join(ref.config) if isinstance(ref.config, list) else ref.config
-    bits = [b for b in (cfg, ref.data_dir, ref.split, f"@{ref.revision}" if ref.revision else None) if b]
+    files = ",".join(ref.data_files) if isinstance(ref.data_files, list) else ref.data_files
+    bits = [b for b in (cfg, ref.data_dir, files if ref.per_file else None, ref.split, f"@{ref.revision}" if ref.revision else None) if b]
     return f"{ref.hub} ({', '.join(bits)})"
 
 
@@ -102,7 +112,7 @@ def rows(ref: HubRef, base: Path | None = None, where: str = "", field: str = ""
         for c in ref.config:
             out += [{**r, "_config": c} for r in rows(ref.model_copy(update={"config": c}), base, where, field)]
         return out
-    got = _rows(ref, base, where, field)
+    got = _per_file(ref, base, where, field) if ref.per_file else _rows(ref, base, where, field)
     for c in ref.json_columns:
         for r in got:
             if isinstance(r.get(c), str):
@@ -116,6 +126,27 @@ def rows(ref: HubRef, base: Path | None = None, where: str = "", field: str = ""
 def _keep(ref: HubRef, row: dict[str, Any]) -> bool:
     """Whether a row passes the reference's ``where`` filter."""
     return all(str(row.get(k)) in ({v} if isinstance(v, str) else set(v)) for k, v in ref.where.items())
+
+
+def _per_file(ref: HubRef, base: Path | None, where: str, field: str) -> list[dict[str, Any]]:
+    """Each matched file's rows in turn, tagged with the file's stem."""
+    patterns = [ref.data_files] if isinstance(ref.data_files, str) else list(ref.data_files or [])
+    target = location(ref, base)
+    if Path(target).is_dir():
+        folder = Path(target)
+    else:  # a hub id: the repository's matching files, from the local cache when offline
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(ref.hub, repo_type="dataset", revision=ref.revision, allow_patterns=patterns))
+        except Exception as e:  # noqa: BLE001 - huggingface_hub raises its own hierarchy (LocalEntryNotFoundError, ...)
+            raise DatasetUnavailable(ref, (str(e).splitlines() or [type(e).__name__])[0][:200]) from None
+    files = sorted({f for p in patterns for f in folder.glob(p) if f.is_file()})
+    if not files:
+        raise ConfigError(where or f"dataset {ref.hub}", f"{field}.data_files" if field else "data_files",
+                          f"no file of {folder} matches {', '.join(patterns)}")
+    one = {"per_file": False, "data_files": None, "config": None, "data_dir": None}
+    return [{**r, "_file": f.stem} for f in files for r in _rows(ref.model_copy(update={**one, "hub": str(f)}), None, where, field)]
 
 
 def _rows(ref: HubRef, base: Path | None, where: str, field: str) -> list[dict[str, Any]]:

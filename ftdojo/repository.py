@@ -123,7 +123,7 @@ def _write_all(domain: Domain, root: Path) -> None:
                 order = list(range(len(test)))
                 random.Random(f"{task.id}:{task.seed}:dev").shuffle(order)
                 if len(test) <= task.dev_size:
-                    raise ConfigError(domain.origin.split(os.pathsep)[0], "dev.size",
+                    raise ConfigError(_spec_file(domain, task), "dev.size",
                                       f"task {task.id}: the split has {len(test)} items; dev.size={task.dev_size} leaves none to seal")
                 pick = set(order[: task.dev_size])
                 dev, test = [i for k, i in enumerate(test) if k in pick], [i for k, i in enumerate(test) if k not in pick]
@@ -164,6 +164,13 @@ def _write_all(domain: Domain, root: Path) -> None:
             raise ConfigError(domain.origin.split(os.pathsep)[0], f"source {src.name}", "no rows left to train on")
         write_rows(raw / f"{src.name}.{src.format}", src.format, rows)
         datafiles.atomic_write_text(raw / f"{src.name}.md", f"# {src.name}\n\n{src.readme}{note}\n")
+
+
+def _spec_file(domain: Domain, task: TaskSpec) -> str:
+    """The spec file defining ``task`` (a user domain's origin lists its spec files in task order)."""
+    files = domain.origin.split(os.pathsep)
+    k = domain.tasks.index(task)
+    return files[k] if k < len(files) else files[0]
 
 
 def _texts(row: Row, mappers: list) -> list[str]:
@@ -216,7 +223,7 @@ def _dev_slice(domain: Domain, task: TaskSpec, reserved: Reserved, built: dict[s
             dev.append({**item, "id": f"{task.id}-dev-{i + 1}"})
             taken.append(i)
     if len(dev) < task.dev_size:
-        raise ConfigError(domain.origin.split(os.pathsep)[0], "dev.size",
+        raise ConfigError(_spec_file(domain, task), "dev.size",
                           f"task {task.id}: source {src.name} gives {len(dev)} dev items, fewer than dev.size={task.dev_size}")
     gone = set(taken)
     built[src.name] = [r for i, r in enumerate(rows) if i not in gone]

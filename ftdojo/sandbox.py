@@ -83,6 +83,10 @@ class Limits:
     max_rows: int = 200_000
     namespaces: bool = True
     """Isolate with Linux namespaces where the machine allows (False: the rlimits alone, as on a machine without)."""
+    libraries: bool = False
+    """Bind the installed packages back read-only and put them on the path (model-written plotting code,
+    scored by running it, needs pandas and matplotlib); the data, the project and the tasks stay covered,
+    and ``.pth`` hooks (the project's editable install) are not run, so ftdojo itself cannot be imported."""
 
 
 class UnusableWorkspace(UserError):
@@ -93,9 +97,10 @@ def _project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def mount_plan() -> dict[str, list[str]]:
-    """What the sandbox covers (``hide``), binds back read-only (``keep``: the standard library) and
-    covers again inside what it bound back (``hide_inner``: installed packages)."""
+def mount_plan(libraries: bool = False) -> dict[str, list[str]]:
+    """What the sandbox covers (``hide``), binds back read-only (``keep``: the standard library, and with
+    ``libraries`` the installed packages, also listed as ``path``) and covers again inside what it bound
+    back (``hide_inner``: installed packages, unless ``libraries``)."""
     from ftdojo import paths, registry
 
     cands = [paths.home(), paths.models_dir(), Path.home(), Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/run")]
@@ -117,9 +122,14 @@ def mount_plan() -> dict[str, list[str]]:
     inner = dirs(packages)
     # A tree that holds the standard library is covered and the library bound back; packages
     # elsewhere are covered outright.
+    if libraries:
+        hide = dirs(cands)
+        hide = [p for p in hide if not _under(p, [h for h in hide if h != p])]
+        libs = [p for p in inner if not _under(p, keep)]  # bound back where a covered tree holds them
+        return {"hide": hide, "keep": keep + libs, "hide_inner": [], "path": inner}
     hide = dirs(cands) + [p for p in inner if not _under(p, keep)]
     hide = [p for p in hide if not _under(p, [h for h in hide if h != p])]  # a covered tree's subfolders are gone already
-    return {"hide": hide, "keep": keep, "hide_inner": [p for p in inner if _under(p, keep)]}
+    return {"hide": hide, "keep": keep, "hide_inner": [p for p in inner if _under(p, keep)], "path": []}
 
 
 def _under(p: str, roots: list[str]) -> bool:
@@ -139,7 +149,7 @@ def run(code: str, entry: str, rows: list[dict[str, Any]], workspace: str | Path
     try:
         if os.geteuid() == 0:
             os.chown(job, NOBODY, NOBODY)
-        job_cfg = {"job": str(job), "code": code, "entry": entry, "rows": rows, "limits": asdict(limits), **mount_plan()}
+        job_cfg = {"job": str(job), "code": code, "entry": entry, "rows": rows, "limits": asdict(limits), **mount_plan(limits.libraries)}
         status, lines = _exchange(json.dumps(job_cfg, default=str).encode(), job, limits)
     finally:
         shutil.rmtree(job, ignore_errors=True)  # fd-based on Linux: links the code left are removed, not followed

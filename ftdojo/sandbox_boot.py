@@ -159,6 +159,9 @@ def _child(cfg, workdir, w):
         os.closerange(w + 1, 1 << 16)
         os.environ.clear()
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        if cfg.get("path"):  # installed packages bound back (Limits.libraries): one thread each, no display
+            sys.path.extend(cfg["path"])
+            os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir})
         _limit(cfg["limits"])
     except OSError as e:
         _frame(out, {"error": "exception", "detail": f"sandbox set-up failed: {e}"})

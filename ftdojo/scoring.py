@@ -13,6 +13,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from ftdojo import tasking
 from ftdojo.errors import UnknownName
 
 
@@ -224,10 +225,116 @@ def smiles_valid(pred: str, gold: str, tolerance: float = 0.0) -> float:
     return float(_canonical(pred) is not None)
 
 
+def chart_pass(output: str, gold: str, tolerance: float = 0.0) -> float:
+    """TableBench visualisation Pass@1: the output's plotting code, run in the sandbox on the item's
+    table, draws the reference values (``ftdojo.charts``)."""
+    from ftdojo import charts
+
+    return charts.chart_pass(output, gold, tolerance)
+
+
+def chart_code(output: str) -> str | None:
+    """The plotting code a visualisation output ends with (None: unparseable)."""
+    from ftdojo import charts
+
+    return charts.code_block(output)
+
+
+GROUP_SMARTS = {
+    "benzene": "[cR1]1[cR1][cR1][cR1][cR1][cR1]1", "benzene_ring": "[cR1]1[cR1][cR1][cR1][cR1][cR1]1",
+    "hydroxyl": "[OX2H]", "aldehyde": "[CX3H1](=O)[#6]", "ketone": "[#6][CX3](=O)[#6]", "carboxyl": "[CX3](=O)[OX2H1]",
+    "ester": "[#6][CX3](=O)[OX2H0][#6]", "anhydride": "[CX3](=[OX1])[OX2][CX3](=[OX1])", "amine": "[NX3;H2,H1;!$(NC=O)]",
+    "amide": "[NX3][CX3](=[OX1])[#6]", "nitro": "[$([NX3](=O)=O),$([NX3+](=O)[O-])][!#8]", "halo": "[F,Cl,Br,I]",
+    "thiol": "[#16X2H]", "thioether": "[SX2][CX4]", "disulfide": "[#16X2H0][#16X2H0]",
+    "sulfoxide": "[$([#16X3]=[OX1]),$([#16X3+][OX1-])]", "sulfone": "[$([#16X4](=[OX1])=[OX1]),$([#16X4+2]([OX1-])[OX1-])]",
+    "sulfide": "[#16X2H0]", "nitrile": "[NX1]#[CX2]", "borane": "[BX3]",
+}
+"""ChemCoTBench's functional groups (``baseline_and_eval/eval/eval_moledit.py``), as SMARTS."""
+
+
+def _mol(smiles: str) -> Any:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    return Chem.MolFromSmiles(smiles.strip()) if smiles and smiles.strip() else None
+
+
+def group_count(mol: Any, group: str) -> int:
+    """Matches of a ChemCoTBench functional group in a molecule (a sulfide counts no disulfide's sulfur pair)."""
+    from rdkit import Chem
+
+    n = len(mol.GetSubstructMatches(Chem.MolFromSmarts(GROUP_SMARTS[group])))
+    if group == "sulfide":
+        n -= len(mol.GetSubstructMatches(Chem.MolFromSmarts(GROUP_SMARTS["disulfide"])))
+    return n
+
+
+def _gold_json(gold: str) -> dict[str, Any]:
+    import json
+
+    try:
+        obj = json.loads(gold)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def mol_edit(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """ChemCoTBench molecule editing: 1 when the predicted molecule is valid and has one more of the
+    group to add (``add``), one fewer of the group to remove (``delete``), or both (``sub``) than the
+    source. Gold is ``{"op": "add"|"delete"|"sub", "source": SMILES, "add": group, "remove": group}``;
+    an unknown group scores 0, as in the benchmark's ``eval_moledit.py``."""
+    g = _gold_json(gold)
+    src, tgt = _mol(str(g.get("source") or "")), _mol(pred)
+    op, add, remove = g.get("op"), g.get("add") or "", g.get("remove") or ""
+    if src is None or tgt is None:
+        return 0.0
+    checks = {"add": [(add, 1)], "delete": [(remove, -1)], "sub": [(remove, -1), (add, 1)]}.get(str(op), [])
+    if not checks or any(grp not in GROUP_SMARTS for grp, _ in checks):
+        return 0.0
+    return float(all(group_count(tgt, grp) == group_count(src, grp) + d for grp, d in checks))
+
+
+def esol(mol: Any) -> float:
+    """Delaney's ESOL solubility estimate (log mol/L) with ChemCoTBench's fitted coefficients
+    (``baseline_and_eval/eval/eval_metric.py``)."""
+    from rdkit import Chem
+    from rdkit.Chem import Crippen, Descriptors, Lipinski
+
+    aromatic = len(mol.GetSubstructMatches(Chem.MolFromSmarts("a"))) / max(1, mol.GetNumAtoms())
+    return (0.26121066137801696 - 0.7416739523408995 * Crippen.MolLogP(mol) - 0.0066138847738667125 * Descriptors.MolWt(mol)
+            + 0.003451545565957996 * Lipinski.NumRotatableBonds(mol) - 0.42624840441316975 * aromatic)
+
+
+PROPERTIES: dict[str, Callable[[Any], float]] = {}
+"""ChemCoTBench's physicochemical oracles, by subtask: Crippen logP, QED, ESOL solubility (the target
+oracles ``drd``/``jnk``/``gsk`` are trained models from TDC, not computable offline)."""
+
+
+def _properties() -> dict[str, Callable[[Any], float]]:
+    if not PROPERTIES:
+        from rdkit.Chem import QED, Crippen
+
+        PROPERTIES.update({"logp": Crippen.MolLogP, "qed": QED.qed, "solubility": esol})
+    return PROPERTIES
+
+
+def mol_opt(pred: str, gold: str, tolerance: float = 0.0) -> float:
+    """ChemCoTBench molecule optimisation's success: 1 when the predicted molecule is valid and improves
+    the property over the source (improvement > 0, the benchmark's success rate). Gold is
+    ``{"source": SMILES, "property": "logp"|"qed"|"solubility"}``."""
+    g = _gold_json(gold)
+    oracle = _properties().get(str(g.get("property")))
+    src, tgt = _mol(str(g.get("source") or "")), _mol(pred)
+    if oracle is None or src is None or tgt is None:
+        return 0.0
+    return float(oracle(tgt) - oracle(src) > 0)
+
+
 METRICS: dict[str, Callable[[str, str, float], float]] = {
     "exact": exact, "numeric": numeric, "choice": choice, "f1": f1, "math": math_equiv, "rouge_l": rouge_l,
     "set_f1": set_f1, "prior_art": prior_art, "gold_silver": gold_silver, "macro_f1": exact, "kendall_tau": kendall_tau, "smiles": smiles_equiv, "smiles_valid": smiles_valid, "tanimoto": tanimoto,
-    "abs_error": abs_error,
+    "abs_error": abs_error, "mol_edit": mol_edit, "mol_opt": mol_opt, "chart": chart_pass,
 }
 """Per-item metrics. ``macro_f1``'s per-item score is its exact match (for paired tests); its split
 score is ``CORPUS['macro_f1']``."""
@@ -235,11 +342,10 @@ score is ``CORPUS['macro_f1']``."""
 CORPUS: dict[str, Callable[[list[str | None], list[str]], float]] = {"macro_f1": macro_f1_corpus}
 """Metrics whose split score is computed over the whole split, not averaged over items."""
 
-WHOLE_OUTPUT = {"math": math_answer}
+WHOLE_OUTPUT = {"math": math_answer, "chart": chart_code}
 """Metrics that read the whole output with their own extractor instead of the task's pattern."""
 
-LOWER_IS_BETTER = {"abs_error"}
-"""Metrics whose tasks minimise (``TaskSpec.direction = "min"``)."""
+LOWER_IS_BETTER = tasking.LOWER_IS_BETTER
 
 
 def metric(name: str) -> Callable[[str, str, float], float]:

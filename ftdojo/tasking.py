@@ -63,6 +63,11 @@ class Suggestion:
     rationale: str | None = None
 
 
+LOWER_IS_BETTER = frozenset({"abs_error"})
+"""Metrics whose tasks minimise (``TaskSpec.direction = "min"``); here rather than in ``ftdojo.scoring`` so
+that a task spec needs no scoring code (whose chart metric reaches the sandbox, and through it the registry)."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A task: what to learn, how it is scored, and how its splits are drawn."""
@@ -84,6 +89,7 @@ class TaskSpec:
     test_size: int = 200
     tolerance: float = 1e-6
     direction: Literal["max", "min"] = "max"
+    """Whether a higher score is better (``max``) or a lower one (``min``: ``LOWER_IS_BETTER`` metrics)."""
     max_new_tokens: int = 64
     seed: int = 0
     temperature: float = 0.0
@@ -108,6 +114,8 @@ class TaskSpec:
     """Where the items come from, for listings: a generator, a file, or a dataset (id, config, split, revision)."""
     identity: str = ""
     """What defines the items' bytes beyond this spec (a dataset's reference and files)."""
+    sealed_rule: str = ""
+    """How the sealed split is drawn from the upstream test split when it is not the split whole (listings)."""
 
     def render_answer(self, value: str) -> str:
         return self.answer_template.format(answer=value)
@@ -115,7 +123,7 @@ class TaskSpec:
     def spec_hash(self) -> str:
         d = {k: v for k, v in self.__dict__.items() if not callable(v) and v is not None or k == "items_file"}
         d.pop("generate", None)
-        for k in ("temperature", "top_p", "samples", "pass_k", "origin", "identity", "dev_from_items"):  # newer fields: absent at their default,
+        for k in ("temperature", "top_p", "samples", "pass_k", "origin", "identity", "dev_from_items", "sealed_rule"):  # newer fields: absent at their default,
             if d.get(k) == TaskSpec.__dataclass_fields__[k].default:                # so older tasks keep their hashes
                 d.pop(k)
         if self.generate is not None:

@@ -3,7 +3,8 @@ task specs, dataset cards and recipes.
 
 ``str.format`` with two rules for the nested values Hugging Face datasets hold: a list renders one
 element per line (or joined by its format spec: ``{labels:, }`` gives ``A, C``), a mapping as compact JSON. Indexing works as in ``str.format``
-(``{context[title]}``, ``{choices[0]}``). Imports nothing of ftdojo.
+(``{context[title]}``, ``{choices[0]}``), and the conversion ``!j`` renders a value as a JSON literal
+(``{{"source": {smiles!j}}}``: a gold answer that is itself a small JSON object). Imports nothing of ftdojo.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ class _Formatter(string.Formatter):
         elif isinstance(value, Mapping):
             value = json.dumps(value, ensure_ascii=False, default=str)
         return super().format_field(value, format_spec)
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion == "j":
+            return json.dumps(value, ensure_ascii=False, default=str)
+        return super().convert_field(value, conversion)
 
 
 _FORMATTER = _Formatter()

@@ -32,6 +32,7 @@ Put it in ``tasks/`` or in a folder on ``FTDOJO_TASKS`` and it appears in
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import replace
@@ -41,12 +42,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ftdojo import hub, scoring, templating
+from ftdojo import hub, templating
 from ftdojo.hub import HubRef
 from ftdojo.config import read_yaml, validate
 from ftdojo.datafiles import FORMATS, read_rows
 from ftdojo.errors import ConfigError
-from ftdojo.tasking import Domain, Row, SourceSpec, Suggestion, TaskSpec
+from ftdojo.tasking import LOWER_IS_BETTER, Domain, Row, SourceSpec, Suggestion, TaskSpec
 
 
 
@@ -74,6 +75,8 @@ class SourceFile(BaseModel):
     """Data files within the dataset (with ``hub``)."""
     max_rows: int | None = Field(None, ge=1)
     """Stream the split and keep its first N rows (with ``hub``: large sources)."""
+    per_file: bool = False
+    """Read each file ``data_files`` matches on its own, column ``_file`` naming it (with ``hub``)."""
     on_test_overlap: Literal["drop", "refuse"] = "drop"
     """Rows holding a test item (found at materialisation): dropped and counted on the card, or the
     task refused."""
@@ -97,7 +100,8 @@ class SourceFile(BaseModel):
     def ref(self) -> HubRef:
         assert self.hub is not None
         return HubRef(hub=self.hub, config=self.config, split=self.split, revision=self.revision, data_files=self.data_files,
-                      max_rows=self.max_rows, data_dir=self.data_dir, where=self.where, json_columns=self.json_columns)
+                      max_rows=self.max_rows, data_dir=self.data_dir, where=self.where, json_columns=self.json_columns,
+                      per_file=self.per_file)
 
 
 class Options(BaseModel):
@@ -120,6 +124,64 @@ class Options(BaseModel):
         return self
 
 
+class Derive(BaseModel):
+    """A value computed from a column, for templates: a key of a JSON object, or a regex's group."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    column: str
+    """The column it comes from."""
+    fallback: str | None = None
+    """A column used where ``column`` is null or empty (BioProBench ERR: the corrupted step, else the correct one)."""
+    key: str | list[str] | None = None
+    """If the value is a JSON object (or its text), its first of these keys present ('' when none is);
+    any other value stays as it is (ChemCoTBench's answers: ``{"Major Product": ...}`` or a SMILES)."""
+    pattern: str | None = None
+    """A regex whose first group is taken from the value ('' when it does not match)."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                if re.compile(v).groups < 1:
+                    raise ValueError("needs one capturing group, e.g. 'Input Molecule:\\s*(\\S+)'")
+            except re.error as e:
+                raise ValueError(f"not a valid regex: {e}") from None
+        return v
+
+    def value(self, row: Row) -> Any:
+        v = row.get(self.column)
+        if (v is None or v == "") and self.fallback is not None:
+            v = row.get(self.fallback)
+        if self.key is not None:
+            obj = v
+            if isinstance(v, str) and v.lstrip().startswith("{"):
+                try:
+                    obj = json.loads(v)
+                except ValueError:
+                    obj = v
+            if isinstance(obj, dict):
+                keys = [self.key] if isinstance(self.key, str) else self.key
+                v = next((obj[k] for k in keys if obj.get(k) is not None), "")
+        if self.pattern is not None:
+            m = re.search(self.pattern, "" if v is None else str(v))
+            v = m.group(1).strip() if m else ""
+        return "" if v is None else v
+
+
+class Tail(BaseModel):
+    """Seal only each group's last rows: RD-Agent's split of a benchmark whose only labelled data is its
+    test split (FinanceIQ)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    rows: int = Field(ge=1)
+    """At most this many rows per group are sealed."""
+    fraction: float = Field(1.0, gt=0, le=1)
+    """And at most this share of the group (rounded up): min(ceil(n * fraction), rows)."""
+    per: str | None = None
+    """Template giving a row's group (``{_file}``: each subject's file); default: one group."""
+
+
 class DatasetItems(HubRef):
     """Evaluation items from a dataset split, mapped by templates over its columns."""
 
@@ -133,8 +195,14 @@ class DatasetItems(HubRef):
     """Template giving the item's id (default: task id and row number)."""
     options: Options | None = None
     """Answer options (multiple choice)."""
+    derive: dict[str, Derive] = {}
+    """Values computed from columns, named for the templates (``{source}`` from a regex over ``query``)."""
+    tail: Tail | None = None
+    """Seal only each group's last rows, in file order (the benchmark's only labelled split); the other
+    rows are no items: a source reading the same files keeps them to train on, and the materialisation
+    scan removes the sealed ones from it (the card says how many)."""
     split: str = "test"
-    """The upstream test split: sealed as it is, never re-split."""
+    """The upstream test split: sealed as it is, never re-split (unless ``tail`` says otherwise)."""
 
 
 class DevSplit(BaseModel):
@@ -151,6 +219,8 @@ class DevSplit(BaseModel):
     ``size`` items of the test split becomes dev, and only the rest is sealed (the card says so)."""
     size: int | None = Field(None, ge=1)
     """Dev items (``from_source``: required; ``split``: a cap, the split's first rows)."""
+    data_files: str | list[str] | None = None
+    """With ``split``: the dev split's files, where they are not the items' (FinanceIQ's ``data/dev/*.csv``)."""
     input: str | None = None
     """Template giving a dev item's input where the dev rows' columns differ from the items' (a source)."""
     answer: str | None = None
@@ -163,6 +233,8 @@ class DevSplit(BaseModel):
         if sum([self.split is not None, self.from_source is not None, self.from_items]) != 1:
             raise ValueError("give exactly one of split (an upstream validation split), from_source (a slice of a source) "
                              "or from_items: true (a slice of the test split)")
+        if self.data_files is not None and self.split is None:
+            raise ValueError("data_files goes with split (the files of an upstream dev split)")
         if self.split is None and self.size is None:
             raise ValueError("from_source and from_items need size (how many rows become dev)")
         return self
@@ -186,7 +258,8 @@ class TaskFile(BaseModel):
     """Renders a gold answer in the required format."""
     answer_pattern: str = r"(?s)(.+)"
     """Regex whose first group is the extracted answer."""
-    metric: Literal["exact", "numeric", "choice", "f1", "math", "rouge_l", "set_f1", "prior_art", "gold_silver", "macro_f1", "kendall_tau", "smiles", "smiles_valid", "tanimoto", "abs_error"] = "exact"
+    metric: Literal["exact", "numeric", "choice", "f1", "math", "rouge_l", "set_f1", "prior_art", "gold_silver", "macro_f1", "kendall_tau", "smiles", "smiles_valid", "tanimoto", "abs_error",
+                    "mol_edit", "mol_opt", "chart"] = "exact"
     """How extracted answers are compared with gold ones (``ftdojo.scoring``)."""
     tolerance: float = Field(1e-6, ge=0)
     """Relative tolerance for the numeric metric."""
@@ -328,7 +401,7 @@ def load(path: Path) -> Domain:
         answer_format=spec.answer_format, answer_template=spec.answer_template, answer_pattern=spec.answer_pattern,
         metric=spec.metric, tolerance=spec.tolerance, max_new_tokens=spec.max_new_tokens, seed=spec.seed,
         temperature=spec.temperature, top_p=spec.top_p, samples=spec.samples, pass_k=spec.pass_k,
-        direction="min" if spec.metric in scoring.LOWER_IS_BETTER else "max",
+        direction="min" if spec.metric in LOWER_IS_BETTER else "max",
     )
     data_files = [str(path.resolve()), *(str(s.build.args[0]) for s in sources if isinstance(s.build.args[0], Path))]  # type: ignore[attr-defined]
     data_files += [loc for s in spec.sources if s.hub and Path(loc := hub.location(s.ref(), base)).exists()]
@@ -344,9 +417,11 @@ def load(path: Path) -> Domain:
         to_item = partial(_to_item, items, spec.id, where)
         overrides = {k: v for k in ("input", "answer", "category") if (v := getattr(dev, k)) is not None}
         dev_item = partial(_to_item, items.model_copy(update=overrides), spec.id, where) if overrides else to_item
-        load_dev = None
+        load_dev, dev_ref = None, None
         if dev.split is not None:
-            load_dev = partial(_dataset_items, items.model_copy(update={"split": dev.split}), base, where, "dev.split", dev_item, dev.size)
+            dev_ref = items.model_copy(update={"split": dev.split, "tail": None, **({"data_files": dev.data_files} if dev.data_files else {})})
+            split_item = partial(_to_item, items.model_copy(update=overrides), f"{spec.id}-dev", where)  # ids apart from the test split's
+            load_dev = partial(_dataset_items, dev_ref, base, where, "dev.split", split_item, dev.size)
         loc = hub.location(items, base)
         if Path(loc).exists():
             data_files.append(loc)
@@ -354,7 +429,9 @@ def load(path: Path) -> Domain:
             **common, categories=(), dev_size=dev.size or 0, test_size=0,  # type: ignore[arg-type]
             load_test=partial(_dataset_items, items, base, where, "items", to_item, None), load_dev=load_dev,
             dev_from=dev.from_source, dev_from_items=dev.from_items, to_item=dev_item, origin=f"dataset {hub.describe(items)}",
-            identity=hub.identity(items, base) + (hub.identity(items.model_copy(update={"split": dev.split}), base) if dev.split else ""),
+            sealed_rule=(f"the last min(ceil(n * {items.tail.fraction:g}), {items.tail.rows}) rows of each "
+                         f"{items.tail.per or 'split'} of the upstream test split") if items.tail else "",
+            identity=hub.identity(items, base) + (hub.identity(dev_ref, base) if dev_ref is not None else ""),
         )
     return Domain(
         name=task.domain, description=spec.domain_description or spec.description, sources=tuple(sources), tasks=(task,),
@@ -409,6 +486,8 @@ def _dataset_rows(ref: HubRef, base: Path, where: str, field: str, s: SourceFile
 
 def _dataset_items(ref: DatasetItems, base: Path, where: str, field: str, to_item: Any, cap: int | None) -> list[dict[str, str]]:
     rows = hub.rows(ref, base, where, field)
+    if ref.tail is not None:
+        rows = _tail(rows, ref.tail, where)
     if cap is not None:
         rows = rows[:cap]
     if not rows:
@@ -416,9 +495,27 @@ def _dataset_items(ref: DatasetItems, base: Path, where: str, field: str, to_ite
     return [to_item(r, n) for n, r in enumerate(rows, 1)]
 
 
+def _tail(rows: list[Row], tail: Tail, where: str) -> list[Row]:
+    """Each group's last min(ceil(n * fraction), rows) rows, groups and rows in their order."""
+    groups: dict[str, list[Row]] = {}
+    for n, r in enumerate(rows, 1):
+        try:
+            key = templating.render(tail.per, r) if tail.per else ""
+        except KeyError as e:
+            raise ConfigError(where, "items.tail.per", f"row {n}: names column {e}, which the dataset lacks; columns: {', '.join(sorted(r))}") from None
+        groups.setdefault(key, []).append(r)
+    out: list[Row] = []
+    for g in groups.values():
+        k = min(math.ceil(len(g) * tail.fraction), tail.rows)
+        out += g[len(g) - k :]
+    return out
+
+
 def _to_item(spec: DatasetItems, task_id: str, where: str, row: Row, n: int) -> dict[str, str]:
-    """One dataset row as an item: the templates over its columns, options rendered into ``{options}``."""
+    """One dataset row as an item: the templates over its columns (and derived values), options
+    rendered into ``{options}``."""
     ctx: dict[str, Any] = dict(row)
+    ctx.update({name: d.value(row) for name, d in spec.derive.items()})
     labels: list[str] = []
     texts: list[str] = []
     if spec.options is not None:

@@ -94,12 +94,27 @@ def _chem(root: Path) -> None:
                         ("ring_system_scaffold", "Yes" if i % 2 else "No"), ("equivalence", "No" if i % 2 else "Yes")):
             bench.append({"id": f"{sub}_{i}", "query": f"[{sub}] Input Molecule: {smi}, question {i}.", "task": "mol_und",
                           "subtask": sub, "gt": gt, "meta": json.dumps({"source_smiles": smi})})
-    bench.append({"id": "edit_0", "query": "Add a hydroxyl to CCO.", "task": "mol_edit", "subtask": "add", "gt": "",
-                  "meta": json.dumps({"reference": "OCCO", "added_group": "hydroxyl"})})
+    edits = [("add", "CCO", {"added_group": "hydroxyl", "reference": "OCCO"}),
+             ("delete", "OCCO", {"removed_group": "hydroxyl", "reference": "CCO"}),
+             ("sub", "CCO", {"added_group": "amine", "removed_group": "hydroxyl", "reference": "CCN"})]
+    for i in range(40):  # ChemCoTBench's editing, optimisation and reaction parts: the source molecule is in the query
+        sub, smi, meta = edits[i % 3]
+        bench.append({"id": f"edit_{i}", "query": f"[{sub}] Input Molecule: {smi}, edit {i}. Output the edited molecule.",
+                      "task": "mol_edit", "subtask": sub, "gt": "", "meta": json.dumps(meta)})
+        prop = ["logp", "qed", "solubility", "drd"][i % 4]
+        bench.append({"id": f"opt_{i}", "query": f"[{prop}] Source Molecule: {MOLECULES[i % 10]}. Improve its {prop}, case {i}.",
+                      "task": "mol_opt", "subtask": prop, "gt": "", "meta": json.dumps({})})
+        rxn = ["fs", "retro", "mechsel"][i % 3]
+        gt = {"fs": json.dumps({"Major Product": "CC(=O)OCC"}), "retro": "CC(=O)O.OCC", "mechsel": "B"}[rxn]
+        bench.append({"id": f"rxn_{i}", "query": f"[{rxn}] Reactants: CC(=O)O.OCC, reaction {i}.", "task": "reaction", "subtask": rxn,
+                      "gt": gt, "meta": json.dumps({})})
     _jsonl(root / "OpenMol/ChemCoTBench/chemcotbench.jsonl", bench)
     cot = [{"id": f"cot_{i}", "query": f"[{sub}] Input Molecule: {smi}, training question {i}.", "task": "mol_und", "subtask": sub,
             "struct_cot": "Step 1: parse the SMILES. Step 2: count.", "raw_cot": "Let me think...", "meta": json.dumps({"answer": str(i % 3)})}
            for i, smi in enumerate(MOLECULES) for sub in ("fg_count", "ring_count", "Murcko_scaffold")]
+    cot += [{"id": f"cot_{task}_{i}", "query": f"[{task}] Input Molecule: {smi}, training case {i}.", "task": task, "subtask": sub,
+             "struct_cot": "Step 1: find the group.", "raw_cot": "Hmm.", "meta": json.dumps({"reference": smi})}
+            for i, smi in enumerate(MOLECULES) for task, sub in (("mol_edit", "add"), ("mol_opt", "logp"), ("reaction", "fs"))]
     _jsonl(root / "OpenMol/ChemCoTDataset/train.jsonl", cot)
 
 
@@ -116,12 +131,22 @@ def _tables(root: Path) -> None:
             rows.append({"id": f"tb{i}-{itype}", "qtype": qtype, "qsubtype": qsub, "instruction_type": itype, "table": _table(i),
                          "question": f"Question {i} about the wins?", "answer": ans, "chart_type": "",
                          "instruction": f"[{itype}] Table: {_table(i)}\nQuestion {i} about the wins?\nEnd with 'Final Answer: <answer>'."})
+    for i in range(30):  # visualisation: plotting code is the answer, scored by the values it draws
+        kind = ["bar", "line", "pie"][i % 3]
+        rows.append({"id": f"tbv{i}", "qtype": "Visualization", "qsubtype": "ChartGeneration", "instruction_type": "TCoT",
+                     "table": _table(i), "question": f"Draw a {kind} chart of the wins {i}.", "chart_type": kind,
+                     "answer": f"y_references = [[{i}, {i + 1}]]" if kind != "pie" else f"y_references = [{i + 1}, {i + 2}]",
+                     "instruction": f"[TCoT] Table: {_table(i)}\nDraw a {kind} chart of the wins {i}.\nEnd with a ```python block."})
     _jsonl(root / "Multilingual-Multimodal-NLP/TableBench/TableBench.jsonl", rows)
     (root / "Multilingual-Multimodal-NLP/TableBench/README.md").write_text(
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: test\n    path: TableBench.jsonl\n---\n")
     train = [{"id": f"ti{i}", "qtype": "NumericalReasoning", "qsubtype": "Aggregation", "instruction_type": "DP", "table": _table(100 + i),
               "question": f"Total wins {i}?", "answer": str(i), "chart_type": "",
               "instruction": f"Table: {_table(100 + i)}\nTotal wins {i}?"} for i in range(20)]
+    train += [{"id": f"tiv{i}", "qtype": "Visualization", "qsubtype": "ChartGeneration", "instruction_type": "TCoT", "table": _table(200 + i),
+               "question": f"Plot wins {i}.", "chart_type": "bar", "instruction": f"Table: {_table(200 + i)}\nPlot wins {i}.",
+               "answer": "```python\nimport pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('table.csv')\n"
+                         "plt.bar(df['team'], df['wins'])\nplt.show()\n```"} for i in range(10)]
     _jsonl(root / "Multilingual-Multimodal-NLP/TableInstruct/TableInstruct_instructions.jsonl", train)
 
 
@@ -156,14 +181,40 @@ def _bio(root: Path) -> None:
 
     (base / "GEN.json").write_text(json.dumps([gen(i, "train") for i in range(240)]))
     (base / "GEN_test.json").write_text(json.dumps([gen(i, "test") for i in range(6)]))
-    err = [{"context": {"purpose": "RNA", "prior_step": "a", "next_step": "b"}, "corrupted_text": None, "corrected_text": "c",
-            "is_correct": True, "type": "correct", "error_description": "", "id": "err-0"}]
-    (base / "ERR.json").write_text(json.dumps(err))
-    (base / "ERR_test.json").write_text(json.dumps(err))
+    def err(i: int, split: str) -> dict[str, Any]:  # a correct step is in corrected_text; a wrong one in corrupted_text
+        ok = i % 2 == 0
+        return {"context": {"purpose": f"Isolate RNA from {split} tissue {i}.", "prior_step": f"Homogenise sample {i}.",
+                            "next_step": "Add chloroform."}, "corrupted_text": None if ok else f"Incubate sample {i} at 95 C for 2 h.",
+                "corrected_text": f"Incubate sample {i} at room temperature for 5 min.", "is_correct": ok,
+                "type": "correct" if ok else "parameter", "error_description": "" if ok else "Wrong temperature.", "id": f"err-{split}-{i}"}
+
+    (base / "ERR.json").write_text(json.dumps([err(i, "train") for i in range(240)]))
+    (base / "ERR_test.json").write_text(json.dumps([err(i, "test") for i in range(8)]))
+
+
+FINANCE_SUBJECTS = {"银行从业资格": 12, "注册会计师（CPA）": 7}
+"""FinanceIQ subjects of the fixture and their test rows (upstream: 10 subjects, 7,173 questions)."""
+
+
+def _finance(root: Path) -> None:
+    """FinanceIQ as the repository ships it: ``data/{dev,test}/<subject>.csv``, an unnamed index column and
+    ``Question, A, B, C, D, Answer`` (OpenCompass's ``FinanceIQDataset`` reads the same files)."""
+    import csv
+
+    base = root / "Duxiaoman-DI/FinanceIQ/data"
+    for split, counts in (("dev", {k: 5 for k in FINANCE_SUBJECTS}), ("test", FINANCE_SUBJECTS)):
+        (base / split).mkdir(parents=True, exist_ok=True)
+        for subject, n in counts.items():
+            with open(base / split / f"{subject}.csv", "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
+                for i in range(n):
+                    w.writerow([i, f"{subject}{split}题{i}：下列关于利率{i}的说法，正确的是？", f"选项甲{i}", f"选项乙{i}", f"选项丙{i}",
+                                f"选项丁{i}", "ABCD"[i % 4]])
 
 
 def build(root: Path) -> Path:
     """Write every fixture repository under ``root``; returns ``root``."""
-    for make in (_math, _patents, _chem, _tables, _bio):
+    for make in (_math, _patents, _chem, _tables, _bio, _finance):
         make(root)
     return root

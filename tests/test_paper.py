@@ -38,9 +38,16 @@ def _splits(task_id: str) -> tuple[list[dict], list[dict], Path]:
     return datafiles.read_items(repository.dev_path(t, d)), datafiles.read_items(repository.sealed_path(t, d)), raw
 
 
-def test_every_paper_category_has_adapters() -> None:
-    assert {"aime24", "aime25", "patent-par4pc", "patent-pi4pc", "patent-noc4pc", "chemcot-fg-count", "chemcot-murcko",
-            "tablebench-fact", "tablebench-numeric", "tablebench-analysis", "bio-pqa", "bio-ord", "bio-gen"} <= PAPER
+def test_every_paper_task_has_an_adapter_and_the_suite_runs_them_all() -> None:
+    # RD-Agent's 18 benchmarks: aime24/25, PANORAMA x3, ChemCoTBench mol_und (5 subtasks here) / mol_edit / mol_opt /
+    # reaction, TableBench x4, FinanceIQ, BioProBench x4
+    assert {"aime24", "aime25", "patent-par4pc", "patent-pi4pc", "patent-noc4pc", "chemcot-fg-count", "chemcot-ring-count",
+            "chemcot-murcko", "chemcot-ring-system", "chemcot-equivalence", "chemcot-edit", "chemcot-opt", "chemcot-reaction",
+            "tablebench-fact", "tablebench-numeric", "tablebench-analysis", "tablebench-viz", "financeiq",
+            "bio-pqa", "bio-ord", "bio-gen", "bio-err"} == PAPER
+    from ftdojo.config import load_suite
+
+    assert set(load_suite("paper").tasks) == PAPER
 
 
 @pytest.mark.parametrize("task_id", sorted(PAPER))
@@ -88,6 +95,62 @@ def test_a_source_holding_a_test_question_is_cleaned_and_the_card_says_so(mirror
     rows = datafiles.read_rows(raw / "pqa_train.jsonl", "jsonl")
     assert not any(r["question"] == PLANTED for r in rows)  # it was there upstream (hubfixtures), and is gone
     assert "1 of this source's 41 rows held a test item of this domain and were removed" in (raw / "pqa_train.md").read_text()
+
+
+def test_financeiq_seals_each_subjects_tail_and_trains_on_the_rest(mirror) -> None:
+    from hubfixtures import FINANCE_SUBJECTS
+
+    dev, test, raw = _splits("financeiq")
+    by = {s: [i for i in test if i["category"] == s] for s in FINANCE_SUBJECTS}
+    # RD-Agent's split: the last min(ceil(n/2), 100) rows of each subject's test file (12 -> 6, 7 -> 4)
+    assert {s: len(v) for s, v in by.items()} == {"银行从业资格": 6, "注册会计师（CPA）": 4}
+    assert [i["input"].split("题目：")[1].split("：")[0] for i in by["银行从业资格"]] == [f"银行从业资格test题{k}" for k in range(6, 12)]
+    first = by["注册会计师（CPA）"][0]
+    assert first["input"].startswith("以下是关于注册会计师（CPA）的单项选择题。\n题目：")
+    assert first["input"].endswith("\nA. 选项甲3\nB. 选项乙3\nC. 选项丙3\nD. 选项丁3") and first["answer"] == "D"  # "ABCD"[3]
+    assert len(dev) == 10 and all("dev题" in i["input"] for i in dev)  # the upstream dev folder
+    assert not {i["id"] for i in dev} & {i["id"] for i in test}
+    rows = datafiles.read_rows(raw / "financeiq_train.jsonl", "jsonl")
+    assert sorted(r["Question"].split("：")[0] for r in rows) == sorted(
+        [f"银行从业资格test题{k}" for k in range(6)] + [f"注册会计师（CPA）test题{k}" for k in range(3)])
+    assert "10 of this source's 19 rows held a test item" in (raw / "financeiq_train.md").read_text()
+    assert scoring.score_outputs(["答案是: D", "答案是：(a)", "我不知道"], ["D", "A", "B"], registry.get_task("financeiq").answer_pattern,
+                                 "choice")[0] == [1.0, 1.0, 0.0]
+
+
+def test_bioprobench_err_judges_the_corrupted_step_where_there_is_one(mirror) -> None:
+    _, test, _ = _splits("bio-err")
+    assert [i["answer"] for i in test[:2]] == ["True", "False"]
+    assert "Step to check: Incubate sample 0 at room temperature for 5 min." in test[0]["input"]  # a correct row: corrected_text
+    assert "Step to check: Incubate sample 1 at 95 C for 2 h." in test[1]["input"]  # an error row: corrupted_text
+    assert test[1]["category"] == "parameter"
+
+
+def test_chemcotbench_editing_optimisation_and_reactions(mirror) -> None:
+    dev, test, _ = _splits("chemcot-edit")
+    gold = {i["id"]: json.loads(i["answer"]) for i in dev + test}
+    assert gold["edit_2"] == {"op": "sub", "source": "CCO", "add": "amine", "remove": "hydroxyl"}
+    assert gold["edit_1"] == {"op": "delete", "source": "OCCO", "add": "", "remove": "hydroxyl"}
+    reference = {"add": "OCCO", "delete": "CCO", "sub": "CCN"}  # the benchmark's reference edits pass its own check
+    assert all(scoring.mol_edit(reference[g["op"]], json.dumps(g)) == 1.0 for g in gold.values())
+    assert not any(scoring.mol_edit("CCO", json.dumps(g)) for g in gold.values() if g["op"] != "delete")
+    dev, test, _ = _splits("chemcot-opt")
+    assert {i["category"] for i in dev + test} == {"logp", "qed", "solubility"}  # drd needs TDC's oracle: left out
+    assert json.loads(test[0]["answer"]) == {"source": "c1ccccc1O", "property": "qed"}
+    dev, test, _ = _splits("chemcot-reaction")
+    answers = {i["category"]: i["answer"] for i in dev + test}
+    assert answers == {"fs": "CC(=O)OCC", "retro": "CC(=O)O.OCC"}  # fs: its JSON's "Major Product"; mechsel left out
+    assert scoring.smiles_equiv("OCC.OC(C)=O", answers["retro"]) == 1.0
+
+
+def test_tablebench_visualisation_items_carry_the_table_and_the_references(mirror) -> None:
+    from ftdojo import charts
+
+    dev, test, _ = _splits("tablebench-viz")
+    assert len(dev) == 10 and len(test) == 20 and {i["category"] for i in test} == {"bar", "line", "pie"}
+    g = json.loads(test[0]["answer"])
+    assert g["chart_type"] == "line" and json.loads(g["table"])["data"] == [["t1", 1], ["u1", 2]]
+    assert charts.references(g["answer"]) == [[1, 2]]
 
 
 def _user_spec(folder: Path, mirror: Path, extra: str = "") -> Path:
@@ -150,6 +213,83 @@ def test_listing_the_paper_tasks_needs_no_data(monkeypatch, tmp_path, capsys) ->
 
 
 # --- the benchmarks' metrics on hand-computed cases ------------------------------------------
+
+
+def test_molecule_edits_count_the_groups_smarts_as_chemcotbench_does() -> None:
+    add = json.dumps({"op": "add", "source": "CCO", "add": "hydroxyl", "remove": ""})
+    assert scoring.mol_edit("OCCO", add) == 1.0 and scoring.mol_edit("OCC(O)CO", add) == 0.0  # two more is no single add
+    assert scoring.mol_edit("CCCO", add) == 0.0 and scoring.mol_edit("C1CC", add) == 0.0  # unchanged; not a molecule
+    sub = json.dumps({"op": "sub", "source": "CCO", "add": "amine", "remove": "hydroxyl"})
+    assert scoring.mol_edit("CCN", sub) == 1.0 and scoring.mol_edit("NCCO", sub) == 0.0  # the hydroxyl must go too
+    delete = json.dumps({"op": "delete", "source": "CC(=O)O", "add": "", "remove": "carboxyl"})
+    assert scoring.mol_edit("CC", delete) == 1.0
+    assert scoring.mol_edit("OCCO", json.dumps({"op": "add", "source": "CCO", "add": "unicorn", "remove": ""})) == 0.0
+    # a sulfide counts no disulfide: CSSC has two [#16X2H0] and one S-S pair -> 1
+    from rdkit import Chem
+
+    assert scoring.group_count(Chem.MolFromSmiles("CSSC"), "sulfide") == 1
+
+
+def test_molecule_optimisation_succeeds_when_the_property_improves() -> None:
+    from rdkit import Chem
+    from rdkit.Chem import Crippen
+
+    logp = json.dumps({"source": "CCO", "property": "logp"})
+    assert Crippen.MolLogP(Chem.MolFromSmiles("CCCCO")) > Crippen.MolLogP(Chem.MolFromSmiles("CCO"))
+    assert scoring.mol_opt("CCCCO", logp) == 1.0 and scoring.mol_opt("OCCO", logp) == 0.0 and scoring.mol_opt("CCO", logp) == 0.0
+    # ESOL for hexane: 0.26121 - 0.74167 logP - 0.0066139 MW + 0.0034515 rotors - 0.42625 aromatic share
+    hexane = Chem.MolFromSmiles("CCCCCC")
+    want = 0.26121066137801696 - 0.7416739523408995 * Crippen.MolLogP(hexane) - 0.0066138847738667125 * 86.178 + 0.003451545565957996 * 3
+    assert scoring.esol(hexane) == pytest.approx(want, abs=1e-3)
+    sol = json.dumps({"source": "CCCCCC", "property": "solubility"})
+    assert scoring.mol_opt("OCCCCCO", sol) == 1.0 and scoring.mol_opt("CCCCCCCCCC", sol) == 0.0
+    assert scoring.mol_opt("CCCCO", json.dumps({"source": "CCO", "property": "drd"})) == 0.0  # no oracle offline
+
+
+TABLE = json.dumps({"columns": ["team", "wins"], "data": [["a", 3], ["b", 5], ["c", 2]]})
+PLOT = "Plan: a bar per team.\n```python\nimport pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('table.csv')\n{draw}\nplt.show()\n```"
+
+
+@pytest.mark.parametrize("kind, draw, refs, want", [
+    ("bar", "plt.bar(df['team'], df['wins'])", "[[3, 5, 2]]", 1.0),
+    ("bar", "plt.bar(df['team'], df['wins'] * 2)", "[[3, 5, 2]]", 0.0),
+    ("hbar", "plt.barh(df['team'], df['wins'])", "[[2, 3, 5]]", 1.0),  # compared sorted
+    ("line", "plt.plot(df['team'], df['wins'])", "[[3, 5, 2]]", 1.0),
+    ("pie", "plt.pie(df['wins'])", "[3, 5, 2]", 1.0),  # references become fractions: 0.3, 0.5, 0.2
+    ("scatter", "plt.scatter(df['team'], df['wins'])", "[[3, 5, 2]]", 1.0),
+    ("line", "raise SystemExit(0)", "[[3, 5, 2]]", 0.0),
+])
+def test_a_chart_passes_when_the_model_code_draws_the_reference_values(kind, draw, refs, want) -> None:
+    gold = json.dumps({"chart_type": kind, "table": TABLE, "answer": f"y_references = {refs}"})
+    assert scoring.chart_pass(PLOT.format(draw=draw), gold) == want
+
+
+def test_chart_code_runs_sandboxed_without_the_data_and_within_its_time() -> None:
+    from ftdojo import paths, sandbox
+
+    if not sandbox.capabilities()["files_hidden"]:
+        pytest.skip("this machine gives the sandbox no mount namespace")
+    sealed = paths.sealed_dir()
+    sealed.mkdir(parents=True, exist_ok=True)
+    probe = f"import os\nplt.bar(['x'], [1 if os.path.exists({str(sealed)!r}) else 0])"
+    gold = json.dumps({"chart_type": "bar", "table": TABLE, "answer": "y_references = [[0]]"})
+    assert scoring.chart_pass(PLOT.format(draw=probe), gold) == 1.0  # the sealed splits' folder is not there
+    hang = json.dumps({"chart_type": "bar", "table": TABLE, "answer": "y_references = [[1]]"})
+    assert scoring.chart_pass("```python\nwhile True:\n    pass\n```", hang) == 0.0  # 15 s alarm, then the next item
+    assert scoring.score_outputs(["no code here"], [gold], "(.+)", "chart")[1] == [None]  # unparseable without a code block
+
+
+def test_templates_render_json_literals_and_derive_values() -> None:
+    from ftdojo import templating
+    from ftdojo.usertasks import Derive
+
+    assert templating.render('{{"s": {a!j}, "n": {b!j}}}', {"a": "C/C=C\\C", "b": None}) == '{"s": "C/C=C\\\\C", "n": null}'
+    row = {"query": "Input Molecule: c1ccccc1O, add one.", "gt": '{"Major Product": "CCO"}', "plain": "CCN", "bad": None, "alt": "x"}
+    assert Derive(column="query", pattern=r"Input Molecule:\s*([^\s,]+)").value(row) == "c1ccccc1O"
+    assert Derive(column="gt", key=["Major Product"]).value(row) == "CCO" and Derive(column="plain", key="Major Product").value(row) == "CCN"
+    assert Derive(column="bad", fallback="alt").value(row) == "x" and Derive(column="query", pattern=r"Nope (\w+)").value(row) == ""
+    with pytest.raises(ValueError, match="needs one capturing group"):
+        Derive(column="query", pattern=r"Input")
 
 
 @pytest.mark.parametrize("output, gold, want", [
@@ -243,15 +383,24 @@ def test_sampled_generation_is_seeded_and_greedy_is_unchanged(tiny_model) -> Non
 
 
 @pytest.mark.ray
-def test_one_adapter_per_category_runs_through_the_bench(ray_cluster, mirror, tmp_path) -> None:
+def test_one_adapter_per_category_and_a_users_hub_folder_task_run_through_the_bench(ray_cluster, mirror, tmp_path, monkeypatch) -> None:
     from ftdojo import bench
     from ftdojo.messages import RunRecord
 
-    tasks = ["aime24", "patent-par4pc", "chemcot-fg-count", "tablebench-fact", "bio-pqa"]
+    user = tmp_path / "my-tasks"  # the user's own task: a YAML spec over a hub-style folder, no code
+    user.mkdir()
+    _user_spec(user, mirror, '    suggested_prompt: "{question}\\n{choices}"\n    suggested_answer: "{answer}"\n')
+    monkeypatch.setenv("FTDOJO_TASKS", str(user))
+    registry.reload()
+    tasks = ["aime24", "patent-par4pc", "chemcot-fg-count", "tablebench-viz", "financeiq", "bio-pqa", "my-pqa"]
     suite = tmp_path / "fixture-paper.yaml"
     suite.write_text(f"name: fixture-paper\ntasks: [{', '.join(tasks)}]\nagents: [naive-sft]\nseeds: [0]\nprofile: tiny\n")
     out = tmp_path / "bench"
-    assert bench.main([str(suite), "--profile", "tiny", "--out", str(out), "train.steps=4"]) == 0
+    try:
+        assert bench.main([str(suite), "--profile", "tiny", "--out", str(out), "train.steps=4"]) == 0
+    finally:
+        monkeypatch.delenv("FTDOJO_TASKS")
+        registry.reload()
     records = [RunRecord.model_validate_json(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     assert sorted(r.key.task for r in records) == sorted(tasks)
     for r in records:
@@ -266,6 +415,8 @@ def test_one_adapter_per_category_runs_through_the_bench(ray_cluster, mirror, tm
     assert aime.test.n == 3 and len(aime.test.sample_scores) == 3 and all(len(s) == 2 for s in aime.test.sample_scores)  # tiny caps 4 samples to 2
     fg = next(r for r in records if r.key.task == "chemcot-fg-count")
     assert fg.direction == "min"
+    n = {r.key.task: r.test.n for r in records}
+    assert n["financeiq"] == 10 and n["my-pqa"] == 12 and n["tablebench-viz"] == 20
     table = (out / "results.md").read_text()
     assert all(f"| {t} |" in table for t in tasks)
 
