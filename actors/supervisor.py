@@ -24,7 +24,7 @@ from actors.diagnostician import DiagnosticianHandle
 from actors.planner import PlannerHandle
 from actors.trainer import TrainerHandle
 from actors.validator import ValidatorHandle
-from ftdojo import agents, backbones, log, prompts
+from ftdojo import agents, backbones, log, prompts, runtime
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
 from ftdojo.datafiles import read_models
 from ftdojo.dojo import EnvHandle, Referee, capped
@@ -37,6 +37,7 @@ from ftdojo.messages import (
     Event,
     Example,
     Experiment,
+    Placement,
     Plan,
     PromptSpec,
     ProposeRequest,
@@ -80,7 +81,9 @@ class RunSupervisor:
         self.profile = profile
         self.resources = profile.resources
         self.workspace = Path(workspace)
-        self.spawner = Spawner(spawn)
+        self.spawner = Spawner(spawn, profile.resources.gpus)
+        self.devices: list[str] = []
+        self.placement: Placement | None = None
         self.seed = key.seed
         self.train: TrainConfig = _fit_generation(agent_train(agent, profile).model_copy(update={"seed": key.seed}),
                                                   capped(get_task(key.task), profile.eval_cap))
@@ -105,11 +108,15 @@ class RunSupervisor:
         p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
         referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap)
+        if self.spawner.mode == "ray":
+            self.devices = await runtime.run_devices(r.gpus)  # before the trainer, which pins its workers to them
         self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads, p.eval_cap)
         agent = agents.make(self.agent_cfg)
         for peer in sorted(agent.peers()):  # peers start (and warm their imports) while the environment describes the task
             self._spawn(peer)
         self.card: TaskCard = await self.env.describe()
+        if self.spawner.mode == "ray":
+            self.placement = await self._where()
         a = self.agent_cfg
         self.log.info("run_start", agent=a.name, base_model=p.base_model)
         await self._event("run_start", agent=a.name, base_model=p.base_model, task=task.id, seed=self.key.seed)
@@ -145,7 +152,26 @@ class RunSupervisor:
             started_at=started,
             code_version=code_version(),
             prompts={n: prompts.digest(n) for n in ("planner", "diagnostician", "retry")} if self.agent_cfg.backbone.kind == "llm" else {},
+            placement=self.placement,
         )
+
+    async def _where(self) -> Placement:
+        """The run's node, its reservation's devices, and the devices each model-holding process sees."""
+        import ray
+
+        seen = {"supervisor": runtime.visible_devices()}
+        for name in ("env", "trainer", "validator"):
+            handle = getattr(self, name)
+            if handle is not None:
+                seen[name] = await runtime.peer_devices(handle)
+        names: list[str] = []
+        if self.devices and self.resources.use_gpu:
+            import torch
+
+            if torch.cuda.is_available():
+                names = [torch.cuda.get_device_name(0)]  # this process sees its first-bundle GPU only
+        return Placement(node_id=ray.get_runtime_context().get_node_id(), node_ip=ray.util.get_node_ip_address(),
+                         devices=self.devices, device_names=names, seen=seen)
 
     def _spawn(self, peer: agents.Peer) -> None:
         """Start one peer the agent declared, on the profile's resources (plain arguments, not the profile)."""
@@ -154,7 +180,7 @@ class RunSupervisor:
             case "curator":
                 self.curator = self.spawner.spawn(CuratorHandle, self.env, ws, self.key.seed)
             case "trainer":
-                self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision)
+                self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision, self.devices)
             case "validator":
                 self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision)
             case "planner":

@@ -20,10 +20,12 @@ from ftdojo.training import Precision
 
 class Trainer:
     def __init__(self, env: EnvHandle, workspace: str, threads: int = 1, workers: int = 0, use_gpu: bool = False,
-                 precision: Precision = "auto") -> None:
+                 precision: Precision = "auto", devices: list[str] | None = None) -> None:
         self.env = env
         self.workspace = Path(workspace)
         self.threads, self.workers, self.use_gpu, self.precision = threads, workers, use_gpu, precision
+        self.devices = list(devices or [])
+        """The run's GPU ids, by bundle: training worker k uses the k-th (Ray gives workers no GPU of their own)."""
         warm("ray.train.torch")  # torch and Ray Train (not transformers: its lazy module is not thread-safe to import)
 
     async def train(self, req: TrainRequest) -> TrainResult:
@@ -42,6 +44,7 @@ class Trainer:
             use_gpu=self.use_gpu,
             precision=self.precision,
             init_from=req.init_from,
+            devices=self.devices,
         )
 
 
@@ -49,6 +52,7 @@ class TrainerHandle(Handle):
     """The run's trainer, in-process or a Ray actor."""
 
     actor = Trainer
+    on_device = True
 
     async def train(self, req: TrainRequest) -> TrainResult:
         return await self._call(Trainer.train, req)

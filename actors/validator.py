@@ -186,6 +186,7 @@ class ValidatorHandle(Handle):
     """The run's validator, in-process or a Ray actor."""
 
     actor = Validator
+    on_device = True
 
     async def validate(self, req: ValidateRequest) -> ValidationReport:
         return await self._call(Validator.validate, req)

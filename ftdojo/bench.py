@@ -132,23 +132,25 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
 
     from actors.supervisor import RunSupervisor
 
-    pending: dict[Any, tuple[RunSpec, Any, float]] = {}
-    for run in runs:
+    r = profile.resources
+    pending: dict[Any, tuple[RunSpec, Any, Any, float]] = {}
+    for run in runs:  # each run in its own placement group; Ray starts a run once its whole reservation is free
         workspace = str(out / "work" / run.key.slug)
-        actor = runtime.start_run(
-            runner or RunSupervisor, run.key, run.agent, profile, workspace, "ray", num_cpus=profile.resources.cpus, num_gpus=profile.resources.gpus
-        )
-        pending[actor.run.remote()] = (run, actor, time.perf_counter())
+        group = runtime.reserve(r.cpus, r.gpus)
+        actor = runtime.start_run(runner or RunSupervisor, run.key, run.agent, profile, workspace, "ray", cpus=r.cpus, gpus=r.gpus,
+                                  placement=group)
+        pending[actor.run.remote()] = (run, actor, group, time.perf_counter())
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
         for ref in done:
-            run, actor, t0 = pending.pop(ref)
+            run, actor, group, t0 = pending.pop(ref)
             try:
                 record: RunRecord = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - a crashed run is recorded as failed, never lost
                 record = failed_record(run, profile, f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"[:800], time.perf_counter() - t0)
             datafiles.atomic_write_text(record_path(out, run.key), record.model_dump_json(indent=1))
             ray.kill(actor)
+            runtime.release(group)
             progress.done(record)
         progress.tick(len(pending))
 
@@ -201,12 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     if todo:
         resources = runtime.init_ray(args.address, args.num_cpus)
         log.get("bench").info("ray_ready", resources={k: v for k, v in resources.items() if "node" not in k})
-        if profile.resources.cpus > resources.get("CPU", 0):
-            print(
-                f"error: profile {profile.name}: resources.cpus={profile.resources.cpus:g} exceeds the cluster's "
-                f"{resources.get('CPU', 0):g} CPUs; lower it (e.g. resources.cpus=1)",
-                file=sys.stderr,
-            )
+        try:
+            runtime.check_fits(profile.resources.cpus, profile.resources.gpus, f"profile {profile.name}")
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
         progress = Progress(len(runs), len(runs) - len(todo))
         execute(profile, todo, out, progress)

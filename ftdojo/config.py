@@ -9,11 +9,12 @@ the profile. Every failure names the file and the field.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ftdojo.errors import ConfigError, UnknownName
 from ftdojo.messages import Budget, PromptSpec, TrainConfig
@@ -80,6 +81,15 @@ class Resources(Schema):
     """bf16 autocast over fp32 master weights; auto: bf16 where the device has native bf16."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: cuda when the run declares GPUs, else cpu."""
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> Resources:
+        if self.use_gpu and self.gpus > 1 and (self.gpus != int(self.gpus) or self.workers != int(self.gpus)):
+            raise ValueError(f"gpus={self.gpus:g} needs one training worker per GPU: set workers: {math.ceil(self.gpus)} "
+                             f"and a whole number of GPUs")
+        if self.use_gpu and 0 < self.gpus <= 1 and self.workers > 1:
+            raise ValueError(f"workers={self.workers} would share one GPU (NCCL needs a device per worker); set gpus: {self.workers}")
+        return self
 
     @property
     def threads(self) -> int:

@@ -123,6 +123,7 @@ class EnvHandle(Handle):
     """The run's environment, in-process or a Ray actor: what the curator, validator and trainer may call."""
 
     actor = DojoEnv
+    on_device = True
 
     async def describe(self) -> TaskCard:
         return await self._call(DojoEnv.describe)

@@ -285,6 +285,9 @@ class LoopJob(Message):
     """Smoke test: one fixed batch at a constant learning rate, so the loss must fall."""
     init_from: str | None = None
     """Checkpoint of the parent experiment to continue (same method)."""
+    devices: list[str] = Field(default_factory=list)
+    """The run's GPU ids: worker k sets ``CUDA_VISIBLE_DEVICES`` to the k-th before touching CUDA (Ray Train
+    workers placed inside the run's reservation get no GPU from Ray); empty: as Ray or torchrun set it."""
 
 
 # --- reports --------------------------------------------------------------------------
@@ -395,6 +398,8 @@ class TrainResult(Message):
     """Whether it trained under bf16 autocast."""
     workers: int = 0
     """Ray Train workers (0: in the calling process)."""
+    visible_devices: list[str | None] = Field(default_factory=list)
+    """``CUDA_VISIBLE_DEVICES`` each training process saw, by rank (None: unset)."""
 
 
 class ErrorSample(Message):
@@ -709,6 +714,22 @@ class RunKey(Message):
         return f"{self.task}__{self.agent}__s{self.seed}__{self.profile}__{self.config_hash[:10]}"
 
 
+class Placement(Message):
+    """Where a run ran: its node, the GPUs its reservation holds, and what each process saw."""
+
+    kind: Literal["placement"] = "placement"
+    node_id: str = ""
+    """Ray node id."""
+    node_ip: str = ""
+    """The node's address."""
+    devices: list[str] = Field(default_factory=list)
+    """GPU ids of the run's reservation, first bundle first (empty: a CPU run)."""
+    device_names: list[str] = Field(default_factory=list)
+    """What the devices are (``torch.cuda.get_device_name``; none listed where torch sees no CUDA)."""
+    seen: dict[str, str | None] = Field(default_factory=dict)
+    """``CUDA_VISIBLE_DEVICES`` in each model-holding process: supervisor, env, trainer, validator."""
+
+
 class RunRecord(Message):
     """Everything a finished (or failed) run leaves behind."""
 
@@ -773,3 +794,5 @@ class RunRecord(Message):
     """Hash of the ftdojo source tree."""
     prompts: dict[str, str] = Field(default_factory=dict)
     """Hash of each model-facing prompt the run's backbone used (LLM agents)."""
+    placement: Placement | None = None
+    """Where it ran (a Ray run: node, devices, what each process saw)."""

@@ -6,20 +6,23 @@ pattern of Ray's ``util/queue.py``: a plain class plus a thin wrapper), whose
 methods name the class's own methods, so ``await curator.curate(plan)`` reads
 and navigates like a local call whether the peer is a plain object or a Ray
 actor. ``Spawner`` creates a run's peers and returns their handles:
-in-process (``local``) or as Ray actors (``ray``), the latter with
-``num_cpus=0`` because they live inside the CPU share that the run's
-supervisor already holds.
+in-process (``local``) or as Ray actors (``ray``). Each run reserves one
+placement group (``reserve``: its CPUs and GPUs, on one node); its supervisor,
+its peers and its Ray Train workers all run inside it, asking Ray for nothing
+beyond it (``num_cpus=0``; a share of the first GPU for the actors that hold
+a model), so runs queue for whole reservations and never wait on each other.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
-from ftdojo.errors import FtdojoError
+from ftdojo.errors import FtdojoError, UserError
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -134,14 +137,117 @@ folders (a task added from the user's own files), the model cache, and where dat
 dataset-backed task's repository fingerprint depends on where its dataset resolves)."""
 
 
-def start_run(cls: type, *args: Any, num_cpus: float, num_gpus: float) -> Any:
-    """A run's supervisor as a Ray actor holding the run's declared resources; it and the peers it
-    spawns see the driver's ``FORWARDED_ENV`` even on a cluster started elsewhere."""
+GPU_SHARE = 4
+"""Actors of a run that hold a model on its first GPU (supervisor with the referee, environment,
+trainer, validator): each asks Ray for 1/GPU_SHARE of it, so Ray gives all of them that GPU's id."""
+
+
+def bundles(cpus: float, gpus: float) -> list[dict[str, float]]:
+    """A run's reservation: one bundle with its CPUs and its first GPU (or share of one), then one
+    bundle per further GPU (its training workers' devices), all on one node."""
+    first = {"CPU": float(cpus), **({"GPU": min(1.0, float(gpus))} if gpus else {})}
+    return [first] + [{"GPU": 1.0} for _ in range(math.ceil(gpus) - 1)]
+
+
+def check_fits(cpus: float, gpus: float, where: str) -> None:
+    """A ``UserError`` naming the largest node when no node of the cluster can hold one run (a
+    placement group that cannot be placed would wait forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        return
+    big = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    raise UserError(f"{where}: a run asks for {cpus:g} CPUs and {gpus:g} GPUs on one node, but the largest node has "
+                    f"{big.get('CPU', 0):g} CPUs and {big.get('GPU', 0):g} GPUs; lower resources.cpus / resources.gpus "
+                    f"or add a node that big")
+
+
+def reserve(cpus: float, gpus: float) -> Any:
+    """The run's placement group (STRICT_PACK: one node); every actor of the run, its Ray Train
+    workers included, runs inside it."""
+    from ray.util.placement_group import placement_group
+
+    return placement_group(bundles(cpus, gpus), strategy="STRICT_PACK")
+
+
+def _in(pg: Any, bundle: int = 0, capture: bool = False) -> Any:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=bundle,
+                                            placement_group_capture_child_tasks=capture)
+
+
+def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any) -> Any:
+    """A run's supervisor as a Ray actor inside the run's placement group (``reserve``), holding its
+    share of the run's first GPU; the peers it spawns are placed in the group too, and see the
+    driver's ``FORWARDED_ENV`` even on a cluster started elsewhere."""
     import ray
 
     env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
     opts: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
-    return ray.remote(cls).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_concurrency=8, **opts).remote(*args)
+    return ray.remote(cls).options(num_cpus=0, num_gpus=min(1.0, gpus) / GPU_SHARE if gpus else 0, max_restarts=0, max_concurrency=8,
+                                   scheduling_strategy=_in(placement, capture=True), **opts).remote(*args)
+
+
+def visible_devices() -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` of this process (Ray sets it for an actor holding GPUs)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def _visible(_actor: Any) -> str | None:
+    return visible_devices()
+
+
+async def peer_devices(handle: Handle) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` a peer's process sees (its own process when it is a plain object)."""
+    if hasattr(handle.target, "__ray_call__"):
+        return await handle.target.__ray_call__.remote(_visible)
+    return visible_devices()
+
+
+class _Probe:
+    def ids(self) -> list[str]:
+        import ray
+
+        return [str(i) for i in ray.get_gpu_ids()]
+
+
+async def run_devices(gpus: float) -> list[str]:
+    """The GPU ids of the run's reservation, in bundle order: this actor's (the first bundle's GPU), then
+    each further bundle's, read by a short-lived probe holding it. Empty outside a placement group."""
+    import ray
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    if pg is None or not gpus:
+        return []
+    mine = [str(i) for i in ray.get_gpu_ids()]
+    rest: list[str] = []
+    for k in range(1, math.ceil(gpus)):
+        probe = ray.remote(_Probe).options(num_cpus=0, num_gpus=1, scheduling_strategy=_in(pg, k)).remote()
+        rest += await probe.ids.remote()
+        ray.kill(probe)
+    return mine[:1] + rest
+
+
+def worker_pin() -> dict[str, float] | None:
+    """Ray Train worker resources that keep the workers inside this actor's placement group and take
+    nothing the run's actors hold (a sliver of the group's bundle token): the workers' devices are set
+    from ``run_devices`` by rank, not by Ray. None outside a placement group."""
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    return {f"bundle_group_{pg.id.hex()}": 0.001} if pg is not None else None
+
+
+def release(placement: Any) -> None:
+    from ray.util.placement_group import remove_placement_group
+
+    try:
+        remove_placement_group(placement)
+    except Exception:  # noqa: BLE001 - a group already gone (the cluster went down) needs no release
+        pass
 
 
 class Handle:
@@ -150,6 +256,8 @@ class Handle:
     plan)``. Handles pickle, so a peer can be handed to another (the curator gets the environment's)."""
 
     actor: ClassVar[type]
+    on_device: ClassVar[bool] = False
+    """Whether the peer holds a model (evaluates or trains): it then shares the run's first GPU."""
 
     def __init__(self, target: Any) -> None:
         self.target = target
@@ -163,15 +271,24 @@ H = TypeVar("H", bound=Handle)
 
 
 class Spawner:
-    """Creates a run's peers, in-process or as Ray actors, and returns their handles."""
+    """Creates a run's peers, in-process or as Ray actors, and returns their handles. Ray actors are
+    placed in the run's placement group when there is one; a peer whose handle says ``on_device``
+    takes a share of the run's first GPU, so it sees the same device as the supervisor."""
 
-    def __init__(self, mode: Literal["local", "ray"] = "local") -> None:
-        self.mode = mode
+    def __init__(self, mode: Literal["local", "ray"] = "local", gpus: float = 0) -> None:
+        self.mode, self.gpus = mode, gpus
 
     def spawn(self, handle: type[H], *args: Any, **kwargs: Any) -> H:
         cls = handle.actor
         if self.mode == "local":
             return handle(cls(*args, **kwargs))
         import ray
+        from ray.util import get_current_placement_group
 
-        return handle(ray.remote(num_cpus=0, max_restarts=0)(cls).options(max_concurrency=4).remote(*args, **kwargs))
+        pg = get_current_placement_group()
+        opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 4}
+        if pg is not None:
+            opts["scheduling_strategy"] = _in(pg, capture=True)
+            if handle.on_device and self.gpus:
+                opts["num_gpus"] = min(1.0, self.gpus) / GPU_SHARE
+        return handle(ray.remote(cls).options(**opts).remote(*args, **kwargs))

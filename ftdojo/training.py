@@ -115,7 +115,11 @@ class RaySession(Session):
 
 def train_loop(job: LoopJob) -> None:
     """Runs on each Ray Train worker (or in-process with zero workers); ``fit`` binds the job."""
-    run_loop(job, RaySession())
+    session = RaySession()
+    if job.devices:  # a worker pinned into the run's reservation: its device by rank, set before CUDA starts
+        os.environ["CUDA_VISIBLE_DEVICES"] = job.devices[session.rank % len(job.devices)]
+        session.local_rank = 0  # the one device this process sees
+    run_loop(job, session)
 
 
 def run_loop(job: LoopJob, session: Session) -> None:
@@ -195,8 +199,13 @@ def run_loop(job: LoopJob, session: Session) -> None:
         dist.all_reduce(t)
         tokens = int(t.item())
     source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
+    seen = [os.environ.get("CUDA_VISIBLE_DEVICES")]
+    if world > 1:
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, seen[0])
+        seen = gathered
     metrics = {"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses, "bf16": bf16,
-               "device": device_type}
+               "device": device_type, "visible_devices": seen}
     checkpoint_dir = None
     if rank == 0:
         # Ray Train keeps metrics only alongside a checkpoint once workers are involved, so
@@ -241,25 +250,35 @@ def fit(
     save: bool = True,
     smoke: bool = False,
     init_from: str | None = None,
+    devices: list[str] | None = None,
 ) -> TrainResult:
     """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``.
     ``threads``, ``workers``, ``use_gpu`` and ``precision`` are the profile's resources; ``init_from``:
-    a checkpoint of the same method to continue instead of starting from the base model."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    a checkpoint of the same method to continue instead of starting from the base model; ``devices``: the
+    run's GPU ids, one per worker.
 
+    Inside a run's placement group (``runtime.reserve``) the workers are pinned into it (they take none
+    of its CPUs or GPUs from Ray, so a full cluster cannot leave a fit waiting for more), share the run's
+    CPUs (``threads`` split between them), and each sets its own device from ``devices`` by rank."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ftdojo import runtime
+
+    pin = runtime.worker_pin() if workers else None
+    per_worker = max(1, threads // workers) if pin and workers else threads
     job = LoopJob(train=train, prompt=prompt, base_model=base_model, data_path=data_path, output_dir=output_dir,
-                  instruction=instruction, threads=threads, use_gpu=use_gpu, precision=precision, save=save,
-                  smoke=smoke, init_from=init_from)
+                  instruction=instruction, threads=per_worker, use_gpu=use_gpu, precision=precision, save=save,
+                  smoke=smoke, init_from=init_from, devices=list(devices or []) if pin else [])
     t0 = time.perf_counter()
-    scaling = ScalingConfig(
-        num_workers=workers,
-        use_gpu=use_gpu,
-        resources_per_worker=None if use_gpu else {"CPU": max(1, threads)},
-    )
+    if pin is not None:
+        scaling = ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker=pin)
+    else:
+        scaling = ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=None if use_gpu else {"CPU": max(1, threads)})
     trainer = TorchTrainer(
         functools.partial(train_loop, job),
         scaling_config=scaling,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(
             name=f"{plan_id}-{os.getpid()}-{time.time_ns()}",
             storage_path=str(Path(output_dir).parent / "ray_train"),
@@ -290,6 +309,7 @@ def fit(
         device=str(m.get("device", "cpu")),
         bf16=bool(m.get("bf16", False)),
         workers=workers,
+        visible_devices=list(m.get("visible_devices") or []),
     )
 
 

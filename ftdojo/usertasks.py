@@ -51,6 +51,16 @@ from ftdojo.tasking import LOWER_IS_BETTER, Domain, Row, SourceSpec, Suggestion,
 
 
 
+def _one_group(pattern: str, example: str) -> str:
+    """``pattern`` when it is a regex with a capturing group, else a ValueError saying what to write."""
+    try:
+        if re.compile(pattern).groups < 1:
+            raise ValueError(f"needs one capturing group, e.g. '{example}'")
+    except re.error as e:
+        raise ValueError(f"not a valid regex: {e}") from None
+    return pattern
+
+
 class SourceFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     name: str
@@ -141,13 +151,7 @@ class Derive(BaseModel):
     @field_validator("pattern")
     @classmethod
     def _pattern(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                if re.compile(v).groups < 1:
-                    raise ValueError("needs one capturing group, e.g. 'Input Molecule:\\s*(\\S+)'")
-            except re.error as e:
-                raise ValueError(f"not a valid regex: {e}") from None
-        return v
+        return None if v is None else _one_group(v, "Input Molecule:\\s*(\\S+)")
 
     def value(self, row: Row) -> Any:
         v = row.get(self.column)
@@ -333,12 +337,7 @@ class TaskFile(BaseModel):
     @field_validator("answer_pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        try:
-            if re.compile(v).groups < 1:
-                raise ValueError("needs one capturing group, e.g. 'Answer:\\s*(.+)'")
-        except re.error as e:
-            raise ValueError(f"not a valid regex: {e}") from None
-        return v
+        return _one_group(v, "Answer:\\s*(.+)")
 
 
 def _file_rows(path: Path, fmt: str, rng: Any, reserved: Any) -> list[Row]:

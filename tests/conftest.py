@@ -22,6 +22,10 @@ for k, v in {
     os.environ.setdefault(k, v)
 
 
+FAKE_GPUS = 3
+"""GPUs the session's Ray cluster declares (none exist)."""
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from ftdojo.models import build_tiny_model
@@ -43,6 +47,8 @@ def math_domain():
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    # GPUs it does not have: Ray places and assigns them (CUDA_VISIBLE_DEVICES) as on a GPU node, so placement
+    # is testable here; runs that declare none never see them
+    ray.init(num_cpus=2, num_gpus=FAKE_GPUS, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
