@@ -133,13 +133,22 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
     from actors.supervisor import RunSupervisor
 
     r = profile.resources
+    queue = list(runs)
     pending: dict[Any, tuple[RunSpec, Any, Any, float]] = {}
-    for run in runs:  # each run in its own placement group; Ray starts a run once its whole reservation is free
-        workspace = str(out / "work" / run.key.slug)
-        group = runtime.reserve(r.cpus, r.gpus)
-        actor = runtime.start_run(runner or RunSupervisor, run.key, run.agent, profile, workspace, "ray", cpus=r.cpus, gpus=r.gpus,
-                                  placement=group)
-        pending[actor.run.remote()] = (run, actor, group, time.perf_counter())
+
+    def launch() -> None:
+        """Start runs while fewer are in flight than the cluster holds at once, plus two ready to go: each
+        in its own placement group, which Ray places once the whole reservation is free (a thousand queued
+        runs are never a thousand pending groups and actors; a cluster that grows gets more at once)."""
+        window = runtime.slots(r.cpus, r.gpus) + 2
+        while queue and len(pending) < window:
+            run = queue.pop(0)
+            group = runtime.reserve(r.cpus, r.gpus)
+            actor = runtime.start_run(runner or RunSupervisor, run.key, run.agent, profile, str(out / "work" / run.key.slug), "ray",
+                                      cpus=r.cpus, gpus=r.gpus, placement=group)
+            pending[actor.run.remote()] = (run, actor, group, time.perf_counter())
+
+    launch()
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
         for ref in done:
@@ -152,7 +161,9 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
             ray.kill(actor)
             runtime.release(group)
             progress.done(record)
-        progress.tick(len(pending))
+        if done:
+            launch()
+        progress.tick(len(pending) + len(queue))
 
 
 class Progress:

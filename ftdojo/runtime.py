@@ -163,6 +163,18 @@ def check_fits(cpus: float, gpus: float, where: str) -> None:
                     f"or add a node that big")
 
 
+def slots(cpus: float, gpus: float) -> int:
+    """How many runs of this size the cluster's live nodes hold at once."""
+    import ray
+
+    def fit(have: float, need: float) -> float:
+        return math.floor(have / need + 1e-9) if need else math.inf
+
+    n = sum(min(fit(node.get("CPU", 0), cpus), fit(node.get("GPU", 0), gpus))
+            for node in (x.get("Resources", {}) for x in ray.nodes() if x.get("Alive")))
+    return int(n) if n != math.inf else 1
+
+
 def reserve(cpus: float, gpus: float) -> Any:
     """The run's placement group (STRICT_PACK: one node); every actor of the run, its Ray Train
     workers included, runs inside it."""
