@@ -46,6 +46,33 @@ class Arch:
     params: int
     hidden: int
     layers: int
+    heads: int = 1
+
+
+# Memory per trained token, measured on the bundled model through this project's training loop (bf16
+# autocast; bench/memory.py, bench/RESULTS.md) and scaled by the architecture: bytes of saved activations
+# per token, layer and hidden unit, and per attention score that eager attention keeps (the fp32 softmax
+# and its bf16 copy, 6 bytes: the length-squared term SDPA does not have).
+ACT_BYTES = {"lora": 73.0, "full": 93.0, "freeze": 93.0}
+SCORE_BYTES = 6.2
+OVERHEAD_MB = 240.0
+"""What a fit costs beyond weights, states and activations (allocator, tokenised data, autograd buffers)."""
+
+
+def memory_estimate_mb(arch: Arch, tc: Any, trainable: float, device_type: str, bf16: bool) -> float:
+    """Peak memory of one fit on ``device_type``, in MiB: the process's cached fp32 base (host memory:
+    counted on CPU only), the trained copy (fp32 when made; LoRA then keeps it in bf16), gradients and
+    Adam's two moments of the trainable weights (16 bytes each), autocast's bf16 copies of trained
+    weights, the activations of one micro-batch, and eager attention's scores (CPU at short lengths)."""
+    p = arch.params
+    weights = (4 * p if device_type == "cpu" else 0) + 4 * p + 16 * trainable
+    if tc.method != "lora" and bf16:
+        weights += 2 * p
+    tokens = tc.batch_size * tc.max_length
+    per_token = arch.layers * arch.hidden * ACT_BYTES.get(tc.method, ACT_BYTES["full"])
+    if training.attention_impl(device_type, tc.max_length) == "eager":
+        per_token += arch.layers * arch.heads * tc.max_length * SCORE_BYTES
+    return (weights + tokens * per_token) / 2**20 + OVERHEAD_MB
 
 
 def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: bool = False) -> Check:
@@ -84,6 +111,7 @@ class Validator:
                 params=sum(p.numel() for p in model.parameters()),
                 hidden=cfg.hidden_size,
                 layers=cfg.num_hidden_layers,
+                heads=getattr(cfg, "num_attention_heads", 1) or 1,
             )
         return self._archs[spec]
 
@@ -95,7 +123,7 @@ class Validator:
         checks += await self.config_checks(plan, card, examples)
         smoke: list[float] = []
         mem = self.memory_mb(plan, card)
-        checks.append(_memory_check(mem))
+        checks.append(_memory_check(mem, self.use_gpu))
         if all(c.status != "fail" for c in checks):  # the smoke train is the one costly check: run it last
             t1 = time.perf_counter()
             check, smoke = self.smoke_train(plan, data, card)
@@ -150,13 +178,14 @@ class Validator:
         return checks
 
     def memory_mb(self, plan: Plan, card: TaskCard) -> float:
-        """Weights + (LoRA: small) optimizer state + activations of one micro-batch, in MiB."""
+        """Peak memory of the plan's fit on the run's device (``memory_estimate_mb``), in MiB."""
         arch = self._arch(card.base_model)
         tc = plan.train
         trainable = arch.params * methods.get(tc.method).trainable_share(tc, arch.layers)
-        weights = arch.params * 4 + trainable * 12  # fp32 weights; grads + 2 Adam moments for trainable
-        acts = tc.batch_size * tc.max_length * arch.hidden * arch.layers * 34  # ~34 bytes per hidden unit per layer
-        return (weights + acts) / 2**20
+        device = "cuda" if self.use_gpu else "cpu"
+        # bf16 as the trainer will decide it; a GPU run planned where torch sees no CUDA assumes the GPU has bf16
+        bf16 = training.use_bf16(self.precision, device) if device == "cpu" or _cuda() else self.precision != "fp32"
+        return memory_estimate_mb(arch, tc, trainable, device, bf16)
 
     def smoke_train(self, plan: Plan, data: CuratedData, card: TaskCard) -> tuple[Check, list[float]]:
         steps = self.smoke_steps
@@ -177,9 +206,21 @@ class Validator:
         return _check("smoke_train", ok, reason + ("" if finite else "; non-finite"), last), losses
 
 
-def _memory_check(mb: float) -> Check:
-    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20
-    return _check("memory", mb < 0.8 * avail, f"estimated {mb:.0f} MiB of {avail:.0f} MiB available", mb)
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _memory_check(mb: float, use_gpu: bool = False) -> Check:
+    """The estimate against what is free where the fit runs: the run's GPU, or host memory."""
+    if use_gpu and _cuda():
+        import torch
+
+        avail, where = torch.cuda.mem_get_info()[0] / 2**20, f"free on {torch.cuda.get_device_name(0)}"
+    else:
+        avail, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20, "of host memory available"
+    return _check("memory", mb < 0.8 * avail, f"estimated {mb:.0f} MiB, {avail:.0f} MiB {where}", mb)
 
 
 class ValidatorHandle(Handle):

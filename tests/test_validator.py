@@ -44,6 +44,7 @@ BROKEN = {
     "empty recipe": (dict(recipe=DataRecipe(sources=[SourceMapping(source="algebra_drills", prompt="{equation}", answer="{solution}", where={"form": "cubic"})])), "non_empty"),
     "target module the model lacks": (dict(target_modules=["q_proj", "qkv_fused"]), "target_modules"),
     "more steps than the budget": (dict(steps=500), "fits_budget"),
+    "a micro-batch that cannot fit in memory": (dict(batch_size=512, max_length=4096), "memory"),
 }
 
 
@@ -72,3 +73,18 @@ def test_smoke_train_catches_a_loss_that_does_not_fall(parts) -> None:
     report = _validate(parts, _plan(lr=1e-6))
     smoke = next(c for c in report.checks if c.name == "smoke_train")
     assert smoke.status == "fail" and "loss" in smoke.reason
+
+
+def test_the_memory_estimate_follows_the_device_the_method_and_the_length() -> None:
+    from actors.validator import Arch, memory_estimate_mb
+
+    arch = Arch(modules=set(), params=135_000_000, hidden=576, layers=30, heads=9)  # the bundled model's shape
+    lora, full = TrainConfig(method="lora", batch_size=8, max_length=256), TrainConfig(method="full", batch_size=8, max_length=256)
+    lora_cpu = memory_estimate_mb(arch, lora, 1e6, "cpu", True)
+    assert memory_estimate_mb(arch, full, arch.params, "cpu", True) > lora_cpu + 135e6 * 16 / 2**20  # grads and Adam of every weight
+    # on CPU (eager attention) doubling the length more than doubles the activations; on a GPU (SDPA) it doubles them,
+    # and the process's cached base stays in host memory
+    act = {d: [memory_estimate_mb(arch, lora.model_copy(update={"max_length": n}), 1e6, d, True) - memory_estimate_mb(
+        arch, lora.model_copy(update={"max_length": 8}), 1e6, d, True) for n in (200, 400)] for d in ("cpu", "cuda")}
+    assert act["cpu"][1] > 2.2 * act["cpu"][0] and act["cuda"][1] == pytest.approx(act["cuda"][0] * (400 - 8) / (200 - 8))
+    assert lora_cpu > memory_estimate_mb(arch, lora, 1e6, "cuda", True) + 4 * 135e6 / 2**20  # the fp32 base cached in host memory

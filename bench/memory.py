@@ -1,0 +1,99 @@
+"""Memory benchmark: the validator's estimate against the measured peak of real training.
+
+For LoRA and full fine-tuning of the bundled model at three sequence lengths (batch 8), and four held-out
+configurations (other batch sizes and lengths, not used to set the estimator's constants), each trains a
+few steps through the project's training loop (``ftdojo.training.run_loop``, in-process, as the trainer
+runs it without workers) in a fresh process, on examples long enough to fill ``max_length``; the measured
+figure is the process's peak resident memory minus its resident memory once torch and transformers are
+imported (what the fit itself costs: the cached base, the trained copy, gradients, optimizer state,
+activations). The estimate is ``Validator.memory_mb`` for the same plan. Reported: both, and their ratio.
+
+    .venv/bin/python bench/memory.py                  # 2 methods x 3 lengths, a few minutes on 2 cores
+    .venv/bin/python bench/memory.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+LENGTHS = (128, 256, 512)
+METHODS = ("lora", "full")
+BATCH = 8
+STEPS = 3
+HELD_OUT = [("lora", 384, 4), ("full", 384, 4), ("lora", 16, 1), ("full", 16, 1)]
+"""Configurations not used to set the estimator's constants (``actors/validator.py``): a check that they carry over."""
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def one(method: str, length: int, model: str, batch: int = BATCH) -> dict[str, float]:
+    """Train one configuration in this process; its peak memory and the validator's estimate."""
+    import importlib
+
+    for heavy in ("torch", "transformers"):  # imported before the baseline is taken: not the fit's memory
+        importlib.import_module(heavy)
+
+    from actors.validator import Validator
+    from ftdojo import models, training
+    from ftdojo.messages import Example, LoopJob, Plan, PromptSpec, TaskCard, TrainConfig
+
+    path = models.resolve(model)
+    base = _rss_mb()
+    with tempfile.TemporaryDirectory() as d:
+        words = " ".join(f"w{i}" for i in range(2 * length))  # longer than max_length: every row is truncated to it
+        rows = [Example(input=f"Item {k}: {words}", completion=f"Answer: {k}", source="bench") for k in range(batch * STEPS)]
+        data = Path(d) / "data.jsonl"
+        data.write_text("".join(r.model_dump_json() + "\n" for r in rows))
+        tc = TrainConfig(method=method, steps=STEPS, batch_size=batch, max_length=length, lr=1e-4, warmup_steps=0)
+        job = LoopJob(train=tc, prompt=PromptSpec(), base_model=path, data_path=str(data), output_dir=str(Path(d) / "out"),
+                      instruction="Reply.", threads=max(1, os.cpu_count() or 1), precision="auto", save=False)
+        training.run_loop(job, training.Session(0, 1, 0))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    validator = Validator.__new__(Validator)  # the estimate needs no environment or workspace
+    validator._archs, validator.use_gpu, validator.precision = {}, False, "auto"
+    plan = Plan.model_construct(plan_id="bench", train=tc)  # the estimate reads only the train config
+    card = TaskCard.model_construct(base_model=path)
+    est = validator.memory_mb(plan, card)
+    return {"method": method, "max_length": length, "measured_mb": peak - base, "estimate_mb": est, "ratio": est / (peak - base)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--one", nargs="+", metavar="METHOD LENGTH [BATCH]", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(one(a.one[0], int(a.one[1]), a.model, *(int(x) for x in a.one[2:]))))
+        return 0
+    rows = []
+    configs = [(m, n, BATCH) for m in METHODS for n in LENGTHS] + [(m, n, b) for m, n, b in HELD_OUT]
+    for method, length, batch in configs:
+        out = subprocess.run([sys.executable, __file__, "--model", a.model, "--one", method, str(length), str(batch)],
+                             capture_output=True, text=True, check=True)
+        rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "batch_size": batch, "held_out": (method, length, batch) in HELD_OUT})
+        r = rows[-1]
+        print(f"{method:5s} max_length={length:4d} batch={batch}{' (held out)' if r['held_out'] else ''}: measured "
+              f"{r['measured_mb']:7.0f} MiB, estimate {r['estimate_mb']:7.0f} MiB, ratio {r['ratio']:.2f}", flush=True)
+    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+              "model": a.model, "steps": STEPS, "rows": rows,
+              "worst_error": max(abs(r["ratio"] - 1) for r in rows)}
+    print(f"worst |estimate / measured - 1| = {result['worst_error']:.1%}")
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
