@@ -170,9 +170,8 @@ def slots(cpus: float, gpus: float) -> int:
     def fit(have: float, need: float) -> float:
         return math.floor(have / need + 1e-9) if need else math.inf
 
-    n = sum(min(fit(node.get("CPU", 0), cpus), fit(node.get("GPU", 0), gpus))
-            for node in (x.get("Resources", {}) for x in ray.nodes() if x.get("Alive")))
-    return int(n) if n != math.inf else 1
+    return int(sum(min(fit(node.get("CPU", 0), cpus), fit(node.get("GPU", 0), gpus))  # cpus > 0: always finite
+                   for node in (x.get("Resources", {}) for x in ray.nodes() if x.get("Alive"))))
 
 
 def reserve(cpus: float, gpus: float) -> Any:

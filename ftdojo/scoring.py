@@ -183,11 +183,18 @@ def kendall_tau(pred: str, gold: str, tolerance: float = 0.0) -> float:
     return (2 * concordant - n * (n - 1) / 2) / (n * (n - 1) / 2)
 
 
-def _canonical(smiles: str) -> str | None:
+def _mol(smiles: str) -> Any:
+    """An RDKit molecule, or None for text that is no SMILES (RDKit's parse warnings silenced)."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles.strip()) if smiles.strip() else None
+    return Chem.MolFromSmiles(smiles.strip()) if smiles and smiles.strip() else None
+
+
+def _canonical(smiles: str) -> str | None:
+    from rdkit import Chem
+
+    mol = _mol(smiles)
     return Chem.MolToSmiles(mol) if mol is not None else None
 
 
@@ -200,11 +207,10 @@ def smiles_equiv(pred: str, gold: str, tolerance: float = 0.0) -> float:
 def tanimoto(pred: str, gold: str, tolerance: float = 0.0) -> float:
     """Tanimoto similarity of Morgan fingerprints (radius 2, 1024 bits) of two SMILES: ChemCoTBench's
     Murcko-scaffold score; an invalid SMILES scores 0."""
-    from rdkit import Chem, DataStructs, RDLogger
+    from rdkit import DataStructs
     from rdkit.Chem import rdFingerprintGenerator
 
-    RDLogger.DisableLog("rdApp.*")
-    a, b = Chem.MolFromSmiles(pred.strip()), Chem.MolFromSmiles(gold.strip())
+    a, b = _mol(pred), _mol(gold)
     if a is None or b is None:
         return 0.0
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
@@ -250,13 +256,6 @@ GROUP_SMARTS = {
     "sulfide": "[#16X2H0]", "nitrile": "[NX1]#[CX2]", "borane": "[BX3]",
 }
 """ChemCoTBench's functional groups (``baseline_and_eval/eval/eval_moledit.py``), as SMARTS."""
-
-
-def _mol(smiles: str) -> Any:
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    return Chem.MolFromSmiles(smiles.strip()) if smiles and smiles.strip() else None
 
 
 def group_count(mol: Any, group: str) -> int:

@@ -432,3 +432,11 @@ def test_the_trainers_max_length_follows_the_tasks_generation_budget() -> None:
     small = capped(aime, (96, 2))
     assert (small.max_new_tokens, small.samples) == (96, 2) and _fit_generation(TrainConfig(max_length=384), small).max_length == 384
     assert capped(linear, (96, 2)) is linear
+
+
+def test_a_spec_can_name_every_registered_metric_and_no_other() -> None:
+    from typing import get_args
+
+    from ftdojo.usertasks import TaskFile
+
+    assert set(get_args(TaskFile.model_fields["metric"].annotation)) == set(scoring.METRICS)

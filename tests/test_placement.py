@@ -87,3 +87,24 @@ def test_a_bench_on_three_simulated_nodes_places_runs_on_several_and_reports_the
     assert len(nodes) == 2 and got["driver"] not in nodes and nodes < set(got["nodes"])  # both worker nodes, never the driver's
     assert {r["node"] for r in runs if r["task"] == "my-upper"} <= nodes  # the driver-side user task ran on the other nodes
     assert "| math-linear |" in got["report"] and "| my-upper |" in got["report"]
+
+
+def test_a_two_gpu_run_gives_each_training_worker_its_own_device_and_half_gpu_runs_finish(ray_cluster, tmp_path) -> None:
+    out = tmp_path / "two"
+    argv = ["math-linear", "--agents", "naive-sft", "--seeds", "0", "--profile", "tiny", "--out", str(out), "train.steps=3",
+            "resources.cpus=1", "resources.gpus=2", "resources.workers=2", "resources.device=cpu"]
+    assert bench.main(argv) == 0
+    (r,) = [RunRecord.model_validate_json(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert r.status == "ok", r.error
+    p = r.placement
+    assert len(p.devices) == 2 and len(set(p.devices)) == 2  # the second bundle's GPU read by the probe
+    assert set(p.seen.values()) == {p.devices[0]}  # the model-holding actors share the first GPU
+    train = r.experiments[0].train
+    assert train.status == "ok" and train.workers == 2 and train.visible_devices == p.devices  # worker k on device k
+    out = tmp_path / "half"
+    argv = ["math-linear", "--agents", "zero-shot", "--seeds", "0,1", "--profile", "tiny", "--out", str(out),
+            "resources.cpus=0.5", "resources.gpus=0.5"]
+    assert bench.main(argv) == 0
+    half = [RunRecord.model_validate_json(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(half) == 2 and all(h.status == "ok" and len(h.placement.devices) == 1 for h in half)
+    assert all(set(h.placement.seen.values()) == set(h.placement.devices) for h in half)
