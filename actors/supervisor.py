@@ -107,10 +107,11 @@ class RunSupervisor:
         task = get_task(self.key.task)
         p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
-        referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap)
+        referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap, use_gpu=r.use_gpu, precision=r.precision)
         if self.spawner.mode == "ray":
             self.devices = await runtime.run_devices(r.gpus)  # before the trainer, which pins its workers to them
-        self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads, p.eval_cap)
+        self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads, p.eval_cap,
+                                      r.use_gpu, r.precision)
         agent = agents.make(self.agent_cfg)
         for peer in sorted(agent.peers()):  # peers start (and warm their imports) while the environment describes the task
             self._spawn(peer)
@@ -180,9 +181,11 @@ class RunSupervisor:
             case "curator":
                 self.curator = self.spawner.spawn(CuratorHandle, self.env, ws, self.key.seed)
             case "trainer":
-                self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision, self.devices)
+                self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision, self.devices,
+                                                  r.sharding)
             case "validator":
-                self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision)
+                self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision,
+                                                    workers=r.workers, sharding=r.sharding)
             case "planner":
                 self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens), a.search == "linear")
             case "diagnostician":

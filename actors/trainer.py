@@ -20,10 +20,11 @@ from ftdojo.training import Precision
 
 class Trainer:
     def __init__(self, env: EnvHandle, workspace: str, threads: int = 1, workers: int = 0, use_gpu: bool = False,
-                 precision: Precision = "auto", devices: list[str] | None = None) -> None:
+                 precision: Precision = "auto", devices: list[str] | None = None, sharding: str = "ddp") -> None:
         self.env = env
         self.workspace = Path(workspace)
         self.threads, self.workers, self.use_gpu, self.precision = threads, workers, use_gpu, precision
+        self.sharding = sharding
         self.devices = list(devices or [])
         """The run's GPU ids, by bundle: training worker k uses the k-th (Ray gives workers no GPU of their own)."""
         warm("ray.train.torch")  # torch and Ray Train (not transformers: its lazy module is not thread-safe to import)
@@ -45,6 +46,7 @@ class Trainer:
             precision=self.precision,
             init_from=req.init_from,
             devices=self.devices,
+            sharding=self.sharding,
         )
 
 

@@ -47,32 +47,68 @@ class Arch:
     hidden: int
     layers: int
     heads: int = 1
+    stored_bytes: float = 4.0
+    """Bytes per parameter of the checkpoint on disk (its config's dtype)."""
+    vocab: int = 0
 
 
 # Memory per trained token, measured on the bundled model through this project's training loop (bf16
 # autocast; bench/memory.py, bench/RESULTS.md) and scaled by the architecture: bytes of saved activations
 # per token, layer and hidden unit, and per attention score that eager attention keeps (the fp32 softmax
 # and its bf16 copy, 6 bytes: the length-squared term SDPA does not have).
-ACT_BYTES = {"lora": 73.0, "full": 93.0, "freeze": 93.0}
+ACT_BYTES = {"lora": 73.0, "qlora": 73.0, "full": 93.0, "freeze": 93.0}
 SCORE_BYTES = 6.2
 OVERHEAD_MB = 240.0
 """What a fit costs beyond weights, states and activations (allocator, tokenised data, autograd buffers)."""
+LOGIT_BYTES = 12.0
+"""Per label token and vocabulary entry: the bf16 logits, their fp32 copy for the loss, its saved softmax and
+the gradient (logits are computed only where labels are: ``training._completion_lm``)."""
+NF4_BYTES = 0.56
+"""Bytes per parameter of a 4-bit NF4 base with double quantisation (QLoRA's; its constants included)."""
 
 
-def memory_estimate_mb(arch: Arch, tc: Any, trainable: float, device_type: str, bf16: bool) -> float:
-    """Peak memory of one fit on ``device_type``, in MiB: the process's cached fp32 base (host memory:
-    counted on CPU only), the trained copy (fp32 when made; LoRA then keeps it in bf16), gradients and
-    Adam's two moments of the trainable weights (16 bytes each), autocast's bf16 copies of trained
-    weights, the activations of one micro-batch, and eager attention's scores (CPU at short lengths)."""
-    p = arch.params
-    weights = (4 * p if device_type == "cpu" else 0) + 4 * p + 16 * trainable
-    if tc.method != "lora" and bf16:
-        weights += 2 * p
-    tokens = tc.batch_size * tc.max_length
-    per_token = arch.layers * arch.hidden * ACT_BYTES.get(tc.method, ACT_BYTES["full"])
-    if training.attention_impl(device_type, tc.max_length) == "eager":
-        per_token += arch.layers * arch.heads * tc.max_length * SCORE_BYTES
-    return (weights + tokens * per_token) / 2**20 + OVERHEAD_MB
+def memory_estimate_mb(arch: Arch, tc: Any, trainable: float, device_type: str, bf16: bool, workers: int = 0,
+                       sharding: str = "ddp", label_tokens: int | None = None) -> float:
+    """Peak memory of one fit on ``device_type`` (per worker), in MiB.
+
+    Weights: LoRA, QLoRA and freeze wrap the process's shared base (bf16 where training runs under bf16,
+    4-bit for QLoRA) and add fp32 trainable tensors with their gradients and Adam's two moments (16 bytes
+    each), freeze also autocast's bf16 copies of them; full fine-tuning holds a private fp32 model with
+    its gradients and moments (16 bytes per parameter) plus the bf16 copies, and under FSDP each of the
+    workers holds 1/workers of that plus one gathered layer. Activations: one micro-batch's, per layer
+    (with gradient checkpointing: each layer's input, plus one layer's activations recomputed), and eager
+    attention's scores (CPU at short lengths); the logits of one micro-batch's label tokens (``label_tokens``
+    per row, the longest completion the data has; unknown: ``max_length``). On the host, loading is a peak of its own: the checkpoint's
+    pages (mapped) and the model being built from them at once, which short fits do not exceed."""
+    p, t = arch.params, trainable
+    if tc.method == "full":
+        shards = workers if sharding == "fsdp" and workers > 1 else 1
+        weights = (16 * p + (2 * p if bf16 else 0)) / shards + (8 * p / max(1, arch.layers) if shards > 1 else 0)
+    else:
+        weights = (NF4_BYTES if tc.method == "qlora" else 2 if bf16 else 4) * p + 16 * t
+        if tc.method == "freeze" and bf16:
+            weights += 2 * t
+    micro = tc.batch_size / max(1, workers)
+    if getattr(tc, "micro_batch_size", None):
+        micro = min(micro, tc.micro_batch_size)
+    tokens = micro * tc.max_length
+    labels = micro * min(tc.max_length, label_tokens if label_tokens is not None else tc.max_length)
+    act = arch.hidden * ACT_BYTES.get(tc.method, ACT_BYTES["full"])
+    scores = arch.heads * tc.max_length * SCORE_BYTES if training.attention_impl(device_type, tc.max_length) == "eager" else 0.0
+    if getattr(tc, "gradient_checkpointing", False):
+        per_token = arch.layers * arch.hidden * (2 if bf16 else 4) + act + scores
+    else:
+        per_token = arch.layers * (act + scores)
+    fit = weights + tokens * per_token + labels * arch.vocab * LOGIT_BYTES
+    if device_type == "cpu":
+        held = 4 if tc.method in ("full", "qlora") else 2 if bf16 else 4  # full: the private fp32 copy
+        fit = max(fit, (arch.stored_bytes + held) * p)
+    return fit / 2**20 + OVERHEAD_MB
+
+
+def _stored_bytes(cfg: Any) -> float:
+    dtype = str(getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None) or "float32")
+    return 2.0 if ("bfloat16" in dtype or "float16" in dtype) else 4.0
 
 
 def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: bool = False) -> Check:
@@ -82,10 +118,11 @@ def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: b
 
 class Validator:
     def __init__(self, env: EnvHandle, workspace: str, threads: int = 1, use_gpu: bool = False, precision: Precision = "auto",
-                 smoke_steps: int = SMOKE_STEPS) -> None:
+                 smoke_steps: int = SMOKE_STEPS, workers: int = 0, sharding: str = "ddp") -> None:
         self.env = env
         self.workspace = Path(workspace)
         self.threads, self.use_gpu, self.precision = threads, use_gpu, precision
+        self.workers, self.sharding = workers, sharding
         self.smoke_steps = smoke_steps
         self._tok: dict[str, Any] = {}
         self._archs: dict[str, Arch] = {}
@@ -112,6 +149,8 @@ class Validator:
                 hidden=cfg.hidden_size,
                 layers=cfg.num_hidden_layers,
                 heads=getattr(cfg, "num_attention_heads", 1) or 1,
+                stored_bytes=_stored_bytes(cfg),
+                vocab=getattr(cfg, "vocab_size", 0) or 0,
             )
         return self._archs[spec]
 
@@ -119,10 +158,10 @@ class Validator:
         plan, data, card = req.plan, req.data, req.card
         t0 = time.perf_counter()
         examples = read_models(data.path, Example)
-        checks = self.data_checks(plan, examples, card)
+        checks, label_tokens = self.data_checks(plan, examples, card)
         checks += await self.config_checks(plan, card, examples)
         smoke: list[float] = []
-        mem = self.memory_mb(plan, card)
+        mem = self.memory_mb(plan, card, label_tokens)
         checks.append(_memory_check(mem, self.use_gpu))
         if all(c.status != "fail" for c in checks):  # the smoke train is the one costly check: run it last
             t1 = time.perf_counter()
@@ -133,11 +172,12 @@ class Validator:
             wall_s=time.perf_counter() - t0,
         )
 
-    def data_checks(self, plan: Plan, examples: list[Example], card: TaskCard) -> list[Check]:
+    def data_checks(self, plan: Plan, examples: list[Example], card: TaskCard) -> tuple[list[Check], int | None]:
+        """The data's checks, and the most label tokens of one tokenised example of the sample (memory)."""
         n = len(examples)
         checks = [_check("non_empty", n > 0, f"{n} examples")]
         if n == 0:
-            return checks
+            return checks, None
         bad = sum(not e.input.strip() or not e.completion.strip() for e in examples)
         checks.append(_check("well_formed", bad == 0, f"{bad} examples with an empty input or completion", bad))
         parsed = sum(scoring.extract(e.completion, card.answer_pattern) is not None for e in examples) / n
@@ -159,7 +199,7 @@ class Validator:
         checks.append(_check("prompt_prefix", prefix == 1.0, f"tokenized prompt is a prefix of prompt+completion for {prefix:.1%}", prefix, warn=True))
         dup = 1 - len({e.input for e in examples}) / n
         checks.append(_check("duplicates", dup <= 0.2, f"{dup:.1%} duplicate inputs", dup, warn=True))
-        return checks
+        return checks, max(sum(lab != sft.IGNORE for lab in e.labels) for e in enc)
 
     async def config_checks(self, plan: Plan, card: TaskCard, examples: list[Example]) -> list[Check]:
         tc = plan.train
@@ -170,14 +210,18 @@ class Validator:
         rate = overlap.contamination_rate([e.text for e in sample], index)
         checks.append(_check("dev_overlap", rate <= 0.01, f"{rate:.1%} of training examples overlap dev items", rate))
         arch = self._arch(card.base_model)
-        checks += methods.get(tc.method).checks(tc, arch.modules, arch.layers)
+        method = methods.get(tc.method)
+        device = "cuda" if self.use_gpu and _cuda() else "cpu"
+        why = method.unavailable(device)
+        checks.append(_check("method", why is None, why or f"{tc.method} trains on {device}"))
+        checks += method.checks(tc, arch.modules, arch.layers)
         lo, hi = LR_RANGE
         checks.append(_check("learning_rate", lo <= tc.lr <= hi, f"lr={tc.lr:g}, valid range [{lo:g}, {hi:g}]", tc.lr))
         left = card.budget.max_train_steps - (await self.env.usage()).train_steps
         checks.append(_check("fits_budget", 1 <= tc.steps <= left, f"{tc.steps} steps asked, {left:g} left in the budget", tc.steps))
         return checks
 
-    def memory_mb(self, plan: Plan, card: TaskCard) -> float:
+    def memory_mb(self, plan: Plan, card: TaskCard, label_tokens: int | None = None) -> float:
         """Peak memory of the plan's fit on the run's device (``memory_estimate_mb``), in MiB."""
         arch = self._arch(card.base_model)
         tc = plan.train
@@ -185,17 +229,22 @@ class Validator:
         device = "cuda" if self.use_gpu else "cpu"
         # bf16 as the trainer will decide it; a GPU run planned where torch sees no CUDA assumes the GPU has bf16
         bf16 = training.use_bf16(self.precision, device) if device == "cpu" or _cuda() else self.precision != "fp32"
-        return memory_estimate_mb(arch, tc, trainable, device, bf16)
+        return memory_estimate_mb(arch, tc, trainable, device, bf16, self.workers, self.sharding, label_tokens)
 
     def smoke_train(self, plan: Plan, data: CuratedData, card: TaskCard) -> tuple[Check, list[float]]:
         steps = self.smoke_steps
         smoke_cfg = plan.train.model_copy(update={"steps": steps, "warmup_steps": 0})
-        res = training.fit(  # in-process (no workers): one batch does not need the run's training workers
+        # In-process (no workers): one batch does not need the run's training workers, unless the fit is a
+        # sharded full fine-tune, whose whole model and optimizer state need not fit on one device.
+        sharded = plan.train.method == "full" and self.sharding == "fsdp" and self.workers > 1
+        res = training.fit(
             plan_id=f"{plan.plan_id}-smoke", base_model=card.base_model, data_path=data.path,
             output_dir=str(self.workspace / plan.plan_id / "smoke"), train=smoke_cfg, prompt=plan.prompt,
             instruction=card.instruction, threads=self.threads, use_gpu=self.use_gpu, precision=self.precision,
-            save=False, smoke=True,
+            save=False, smoke=True, workers=self.workers if sharded else 0, sharding=self.sharding,
         )
+        if self.use_gpu and _cuda():  # the trainer and the evaluator hold the run's GPU copies; this one goes
+            models.release_base()
         if res.status != "ok":
             return _check("smoke_train", False, f"smoke train crashed: {res.error}"), []
         losses = res.losses  # the same batch every step, constant lr: the loss must fall

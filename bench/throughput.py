@@ -1,6 +1,6 @@
 """Throughput benchmark: ours against the plain baselines, side by side in one process.
 
-Three sections, each with the baseline and ours on the same inputs, reported
+Four sections, each with the baseline and ours on the same inputs, reported
 as ratios, with the machine described:
 
 * **train**: LoRA SFT tokens/s on the bundled model. Baseline: a plain
@@ -13,6 +13,8 @@ as ratios, with the machine described:
   measured bf16 matmul peak divided by the FLOPs one trained token needs.
 * **eval**: examples/s of our batched greedy generation against one
   ``generate`` call per example, with the answers compared one by one.
+* **adapter** (not in the default set): a LoRA candidate's evaluation with its adapter loaded unmerged
+  onto the process's shared base against a merged deep copy (what evaluation did before), answers compared.
 * **fit overhead**: the fixed cost of one in-process Ray Train fit (wall time
   of ``fit`` minus the time spent inside the training loop), tiny model.
 
@@ -232,6 +234,42 @@ def bench_eval(model_spec: str, task: str, n: int) -> dict[str, Any]:
     }
 
 
+def bench_adapter(model_spec: str, task: str, n: int, work: Path) -> dict[str, Any]:
+    """A LoRA candidate's evaluation: its adapter loaded unmerged onto the process's shared base (ours) against
+    a merged deep copy of the base (the baseline, what evaluation did before), same prompts, same run."""
+    import copy
+
+    from peft import PeftModel
+
+    from ftdojo.messages import Candidate
+
+    env, data_path, _ = curated_examples(task, model_spec, work)
+    card = env.describe()
+    res = training.fit(plan_id="adapter", base_model=model_spec, data_path=str(data_path), output_dir=str(work / "adapter"),
+                       train=TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup_steps=0), prompt=PromptSpec(),
+                       instruction=card.instruction, threads=torch.get_num_threads(), precision="fp32")
+    assert res.status == "ok", res.error
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from ftdojo.registry import get_task
+
+    spec = get_task(task)
+    items = env.read_dev()[:n]
+    base, tok = models.shared_base(model_spec)
+    prompts = [sft.render_prompt(tok, PromptSpec(), card.instruction, i.input) for i in items]
+    t0 = time.perf_counter()
+    merged = PeftModel.from_pretrained(copy.deepcopy(base), res.checkpoint).merge_and_unload().eval()
+    baseline = evaluation.generate(merged, tok, prompts, spec.max_new_tokens)
+    baseline_s = time.perf_counter() - t0
+    del merged
+    t0 = time.perf_counter()
+    with evaluation.candidate_model(Candidate(base_model=model_spec, checkpoint=res.checkpoint)) as (model, _):
+        ours = evaluation.generate(model, tok, prompts, spec.max_new_tokens)
+    ours_s = time.perf_counter() - t0
+    return {"n": len(items), "max_new_tokens": spec.max_new_tokens, "merged_copy_s": baseline_s, "unmerged_shared_s": ours_s,
+            "speed_ratio": baseline_s / ours_s, "identical_answers": sum(a == b for a, b in zip(baseline, ours, strict=True)),
+            "base_restored": not hasattr(base, "peft_config")}
+
+
 def bench_fit_overhead(work: Path, reps: int = 5) -> dict[str, Any]:
     """Fixed cost of one in-process Ray Train fit: wall of fit() minus the loop's own training time,
     with the base model already cached in this process (as in a trainer actor's second fit)."""
@@ -255,13 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", default="math-linear")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--eval-n", type=int, default=64)
-    ap.add_argument("--only", choices=["train", "eval", "overhead"], action="append")
+    ap.add_argument("--only", choices=["train", "eval", "overhead", "adapter"], action="append")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for every section")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     logging.getLogger("ray").setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="ftdojo-throughput-"))
-    only = set(a.only or ["train", "eval", "overhead"])
+    only = set(a.only or ["train", "eval", "overhead"])  # adapter: on request
     torch.set_num_threads(a.threads)
     out: dict[str, Any] = {"machine": machine(), "model": a.model, "task": a.task}
     if "overhead" in only:
@@ -271,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)  # a fit sets the process's thread count to its own
         out["eval"] = bench_eval(a.model, a.task, a.eval_n)
         print(json.dumps(out["eval"]), flush=True)
+    if "adapter" in only:
+        torch.set_num_threads(a.threads)
+        out["adapter"] = bench_adapter(a.model, a.task, a.eval_n, work)
+        print(json.dumps(out["adapter"]), flush=True)
     if "train" in only:
         torch.set_num_threads(a.threads)
         out["train"] = bench_train(a.model, a.task, a.steps, work)

@@ -81,12 +81,17 @@ class Resources(Schema):
     """bf16 autocast over fp32 master weights; auto: bf16 where the device has native bf16."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: cuda when the run declares GPUs, else cpu."""
+    sharding: Literal["ddp", "fsdp"] = "ddp"
+    """With several workers: ``ddp`` replicates the model on each; ``fsdp`` shards full fine-tuning's weights,
+    gradients and optimizer state across them (what a 7B full fine-tune needs; LoRA, QLoRA and freeze stay on DDP)."""
 
     @model_validator(mode="after")
     def _one_gpu_per_worker(self) -> Resources:
         if self.use_gpu and self.gpus > 1 and (self.gpus != int(self.gpus) or self.workers != int(self.gpus)):
             raise ValueError(f"gpus={self.gpus:g} needs one training worker per GPU: set workers: {math.ceil(self.gpus)} "
                              f"and a whole number of GPUs")
+        if self.sharding == "fsdp" and self.workers < 2:
+            raise ValueError(f"sharding: fsdp shards across training workers; set workers: 2 or more (now {self.workers})")
         if self.use_gpu and 0 < self.gpus <= 1 and self.workers > 1:
             raise ValueError(f"workers={self.workers} would share one GPU (NCCL needs a device per worker); set gpus: {self.workers}")
         return self

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,8 @@ def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: set[int]
     import torch
 
     rows = ids.shape[0]
+    dev = next(model.parameters()).device
+    ids, mask = ids.to(dev), mask.to(dev)
     out: list[list[int]] = [[] for _ in range(rows)]
     alive = torch.arange(rows)
     position = (mask.sum(-1) - 1).clamp(min=0)
@@ -110,9 +114,9 @@ def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, stops: set[int]
             if not keep or n == max_new_tokens - 1:
                 break
             if len(keep) < len(alive):
-                sel = torch.tensor(keep)
+                sel = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(sel)
-                alive, mask, nxt, position = alive[sel], mask[sel], nxt[sel], position[sel]
+                alive, mask, nxt, position = alive[sel.cpu()], mask[sel], nxt[sel], position[sel]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
             position = position + 1
             step = model(
@@ -161,24 +165,44 @@ def score(task: TaskSpec, items: list[Item], outputs: list[str], split: str, wal
     )
 
 
-def load_candidate(candidate: Candidate) -> tuple[Any, Any]:
-    """The base model (shared, read-only), or the base plus a checkpoint as the method that wrote it loads it."""
-    model, tok = models.load_base(candidate.base_model, copy=False)
+def setting(use_gpu: bool, precision: str) -> tuple[str, str]:
+    """Device and base dtype an evaluation runs in: the run's GPU, in bf16 where it has it (unless the
+    profile says fp32); the CPU in fp32 (unless the profile says bf16: CPU decoding in bf16 changes
+    greedy answers and is not faster on every CPU)."""
+    import torch
+
+    from ftdojo import training
+
+    if use_gpu and torch.cuda.is_available():
+        return "cuda", "bf16" if training.use_bf16(precision, "cuda") else "fp32"
+    return "cpu", "bf16" if precision == "bf16" else "fp32"
+
+
+@contextmanager
+def candidate_model(candidate: Candidate, device: str = "cpu", dtype: str = "fp32") -> Iterator[tuple[Any, Any]]:
+    """The process's shared base (``dtype`` on ``device``), or the base with the candidate's checkpoint
+    applied as the method that wrote it applies it (a LoRA adapter loaded unmerged); the base is as it
+    was once the block ends."""
+    base, tok = models.shared_base(candidate.base_model, dtype, device)
     if candidate.checkpoint is None:
-        return model, tok
-    return methods.of_checkpoint(candidate.checkpoint).load(model, Path(candidate.checkpoint)), tok
+        with models.base_lock:
+            yield base, tok
+        return
+    with methods.of_checkpoint(candidate.checkpoint).applied(base, Path(candidate.checkpoint)) as model:
+        yield model, tok
 
 
 def evaluate(
-    task: TaskSpec, items: list[Item], candidate: Candidate, split: str, batch_size: int = 32, threads: int | None = None
+    task: TaskSpec, items: list[Item], candidate: Candidate, split: str, batch_size: int = 32, threads: int | None = None,
+    device: str = "cpu", dtype: str = "fp32",
 ) -> EvalReport:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    model, tok = load_candidate(candidate)
-    n_s = max(1, task.samples)
-    prompts = [sft.render_prompt(tok, candidate.prompt, task.instruction, i["input"]) for i in items for _ in range(n_s)]
-    outputs = generate(model, tok, prompts, task.max_new_tokens, batch_size, task.temperature, task.top_p, task.seed)
+    with candidate_model(candidate, device, dtype) as (model, tok):
+        n_s = max(1, task.samples)
+        prompts = [sft.render_prompt(tok, candidate.prompt, task.instruction, i["input"]) for i in items for _ in range(n_s)]
+        outputs = generate(model, tok, prompts, task.max_new_tokens, batch_size, task.temperature, task.top_p, task.seed)
     return score(task, items, outputs, split, time.perf_counter() - t0)

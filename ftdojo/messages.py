@@ -174,13 +174,17 @@ class TrainConfig(Message):
     """How the trainer fine-tunes."""
 
     kind: Literal["train_config"] = "train_config"
-    method: Literal["lora", "full", "freeze"] = "lora"
-    """Fine-tuning method (``ftdojo.methods``): LoRA adapters, full fine-tuning, or freeze (train the
-    last layers or named modules only). Where it trains (devices, workers, precision) is the profile's."""
+    method: Literal["lora", "qlora", "full", "freeze"] = "lora"
+    """Fine-tuning method (``ftdojo.methods``): LoRA adapters, QLoRA (LoRA over a 4-bit base, CUDA only),
+    full fine-tuning, or freeze (train the last layers or named modules only). Where it trains (devices,
+    workers, precision, sharding) is the profile's."""
     steps: int = Field(200, ge=1)
     """Optimizer steps."""
     batch_size: int = Field(16, ge=1)
     """Global batch size (split across workers)."""
+    micro_batch_size: int | None = Field(None, ge=1)
+    """Rows per forward and backward pass on each worker, accumulating gradients up to the worker's share of
+    ``batch_size`` (the same optimizer steps; less activation memory); None: the whole share at once."""
     lr: float = Field(1e-3, gt=0)
     """Peak learning rate."""
     warmup_steps: int = Field(10, ge=0)
@@ -203,6 +207,9 @@ class TrainConfig(Message):
     """freeze: train only the last N decoder layers (when ``trainable_modules`` is empty)."""
     trainable_modules: list[str] = Field(default_factory=list)
     """freeze: train only modules with these names (the last part of the dotted name, e.g. ``o_proj``)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them: activation
+    memory of one layer instead of all, for about a third more compute."""
     seed: int = 0
     """Seed for init and data order."""
     init: Literal["base", "parent"] = "base"
@@ -211,8 +218,8 @@ class TrainConfig(Message):
 
     @model_validator(mode="after")
     def _lora_needs_targets(self) -> TrainConfig:
-        if self.method == "lora" and not self.target_modules:
-            raise ValueError("method 'lora' needs target_modules, e.g. ['q_proj', 'v_proj']")
+        if self.method in ("lora", "qlora") and not self.target_modules:
+            raise ValueError(f"method {self.method!r} needs target_modules, e.g. ['q_proj', 'v_proj']")
         return self
 
 
@@ -285,6 +292,9 @@ class LoopJob(Message):
     """Smoke test: one fixed batch at a constant learning rate, so the loss must fall."""
     init_from: str | None = None
     """Checkpoint of the parent experiment to continue (same method)."""
+    sharding: Literal["ddp", "fsdp"] = "ddp"
+    """Several workers: replicate the model (DDP), or shard full fine-tuning's weights, gradients and optimizer
+    state across them (FSDP; LoRA, QLoRA and freeze train little and stay on DDP)."""
     devices: list[str] = Field(default_factory=list)
     """The run's GPU ids: worker k sets ``CUDA_VISIBLE_DEVICES`` to the k-th before touching CUDA (Ray Train
     workers placed inside the run's reservation get no GPU from Ray); empty: as Ray or torchrun set it."""
@@ -400,6 +410,10 @@ class TrainResult(Message):
     """Ray Train workers (0: in the calling process)."""
     visible_devices: list[str | None] = Field(default_factory=list)
     """``CUDA_VISIBLE_DEVICES`` each training process saw, by rank (None: unset)."""
+    sharding: Literal["none", "ddp", "fsdp"] = "none"
+    """How the workers shared the model: one process, DDP replicas, or FSDP shards."""
+    peak_device_mb: float | None = None
+    """Peak GPU memory torch allocated during the fit (rank 0), MiB; None on CPU."""
 
 
 class ErrorSample(Message):

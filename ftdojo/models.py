@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import string
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -177,32 +178,89 @@ def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64, layers: int = 2
     return out
 
 
-@lru_cache(maxsize=2)
-def _cached(spec: str) -> tuple[Any, Any]:
-    return load(spec)
+DTYPES = ("fp32", "bf16", "fp16", "nf4")
+"""Base-model dtypes by name (``nf4``: 4-bit through bitsandbytes, QLoRA)."""
 
 
-def load_base(spec: str, *, copy: bool = True) -> tuple[Any, Any]:
-    """The base model, loaded once per process (trainer, validator, evaluator).
-
-    ``copy=True`` returns a deep copy that the caller may wrap with LoRA or
-    train; ``copy=False`` returns the shared instance, for read-only use.
-    """
-    import copy as _copy
-
-    model, tok = _cached(resolve(spec))
-    return (_copy.deepcopy(model) if copy else model), tok
-
-
-def load(spec: str, dtype: Any = None) -> tuple[Any, Any]:
-    """Load (model, tokenizer) in eval mode (checkpoints on top: ``ftdojo.methods``)."""
+def torch_dtype(name: str) -> Any:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve(spec)
-    tok = AutoTokenizer.from_pretrained(path)
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+_SHARED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+loads = 0
+"""Base models this process has read from disk (tests: one per process across fits and evaluations)."""
+base_lock = threading.RLock()
+"""Held while a fit or an evaluation has the shared base wrapped (an adapter on it, layers swapped):
+the threads of one actor take turns."""
+
+
+def shared_base(spec: str, dtype: str = "fp32", device: str = "cpu") -> tuple[Any, Any]:
+    """The process's one frozen base model, in ``dtype`` on ``device``, loaded on first use.
+
+    Training (LoRA adapters, freeze's swapped layers) and evaluation wrap this instance and restore
+    it afterwards (``ftdojo.methods``), so no fit or evaluation copies the base. A process holds one:
+    asking for another dtype or device drops the old one first (only the in-process spawn mode, where
+    the trainer and the evaluator share a process, ever does)."""
+    key = (resolve(spec), dtype, device)
+    with base_lock:
+        if key not in _SHARED:
+            release_base()
+            global loads
+            model, tok = _load_nf4(spec, device) if dtype == "nf4" else load(spec, dtype=torch_dtype(dtype), device=device)
+            model.requires_grad_(False)
+            loads += 1
+            _SHARED[key] = model, tok
+        return _SHARED[key]
+
+
+def release_base() -> None:
+    """Forget the process's base model (and give its device memory back)."""
+    with base_lock:
+        had = bool(_SHARED)
+        _SHARED.clear()
+    if had:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _load_nf4(spec: str, device: str) -> tuple[Any, Any]:
+    """The base quantised to 4-bit NF4 on load (bitsandbytes, CUDA only): QLoRA's frozen base."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(resolve(spec), quantization_config=quant, dtype=torch.bfloat16,
+                                                 device_map={"": device})
+    model.eval()
+    return model, tokenizer(spec)
+
+
+@lru_cache(maxsize=4)
+def tokenizer(spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve(spec))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    return tok
+
+
+def load(spec: str, dtype: Any = None, device: str = "cpu") -> tuple[Any, Any]:
+    """Load a private (model, tokenizer) in eval mode, in ``dtype`` (default fp32) on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(spec)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    if device != "cpu":
+        model.to(device)
     model.eval()
-    return model, tok
+    return model, tokenizer(spec)

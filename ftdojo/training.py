@@ -19,11 +19,13 @@ otherwise go to prompt positions whose logits are thrown away.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,6 +124,49 @@ def train_loop(job: LoopJob) -> None:
     run_loop(job, session)
 
 
+@contextlib.contextmanager
+def _configured(model: Any, attention: str, checkpointing: bool) -> Iterator[None]:
+    """The fit's attention kernel and gradient checkpointing on the (possibly shared) model, undone on exit."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = getattr(causal.config, "_attn_implementation", None)
+    if hasattr(causal, "set_attn_implementation"):  # older transformers: keep the default
+        causal.set_attn_implementation(attention)
+    if checkpointing:
+        causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        if checkpointing:
+            causal.gradient_checkpointing_disable()
+        if before is not None and hasattr(causal, "set_attn_implementation"):
+            causal.set_attn_implementation(before)
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's stack of decoder layers (the ModuleList as long as ``num_hidden_layers``)."""
+    import torch
+
+    n = model.config.num_hidden_layers
+    return next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n)
+
+
+def _shard(net: Any, model: Any, device_type: str, bf16: bool) -> Any:
+    """FSDP (torch's ``fully_shard``): each decoder layer its own unit, the rest (embeddings, norm, head)
+    the root's; weights, gradients and Adam's state live 1/world on each rank, a layer is gathered
+    for its forward and backward. bf16 on GPUs gathers in bf16 and reduces gradients in fp32."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device_type, (dist.get_world_size(),))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 and device_type == "cuda" else MixedPrecisionPolicy()
+    for layer in decoder_layers(model):
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    fully_shard(net, mesh=mesh, mp_policy=mp)
+    return net
+
+
 def run_loop(job: LoopJob, session: Session) -> None:
     """The training loop proper: plain torch, launched by Ray Train (``train_loop``) or torchrun (``main``)."""
     import torch
@@ -135,29 +180,60 @@ def run_loop(job: LoopJob, session: Session) -> None:
     torch.set_num_threads(max(1, job.threads))  # reused Ray workers may keep a stale count
     torch.manual_seed(tc.seed)
     device = torch.device("cuda", session.local_rank) if job.use_gpu and torch.cuda.is_available() else None
-
     device_type = "cuda" if device is not None else "cpu"
+    if (why := method.unavailable(device_type)) is not None:
+        raise TrainingFailed(why)
     bf16 = use_bf16(job.precision, device_type)
-    model, tok = models.load_base(job.base_model)  # cached per process, copied: no reload per fit
-    model.train()
-    if hasattr(model, "set_attn_implementation"):  # older transformers: keep the default
-        model.set_attn_implementation(attention_impl(device_type, tc.max_length))
-    model = method.prepare(model, tc, bf16, job.init_from)
-    if device is not None:
-        model.to(device)
-    net = _completion_lm(model)
-    if dist.is_available() and dist.is_initialized():  # Ray Train workers or torchrun: DDP (gloo on CPU, NCCL on GPU)
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device is not None else None)
-
+    distributed = dist.is_available() and dist.is_initialized()
+    fsdp = job.sharding == "fsdp" and distributed and world > 1 and tc.method == "full"
+    tok = models.tokenizer(job.base_model)
     examples = read_models(job.data_path, Example)
     enc = sft.encode_examples(tok, examples, job.prompt, job.instruction, tc.max_length)
     schedule = sft.batch_schedule(len(enc), tc.batch_size, tc.steps, tc.seed, [len(e.input_ids) for e in enc])
     if job.smoke:  # smoke test: fit one batch, so the loss must fall unless something is broken
         schedule = [schedule[0]] * tc.steps
 
-    params = [p for _, p in method.trainable(model)]
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    # The shared base (or the method's private model) in the dtype and on the device of the fit,
+    # restored when the fit ends however it ends: nothing is copied per fit.
+    with method.training(job.base_model, tc, "bf16" if bf16 else "fp32", str(device or "cpu"), job.init_from) as model, \
+            _configured(model, attention_impl(device_type, tc.max_length), tc.gradient_checkpointing):
+        net = _completion_lm(model)
+        if fsdp:
+            net = _shard(net, model, device_type, bf16)
+        elif distributed:  # Ray Train workers or torchrun: DDP (gloo on CPU, NCCL on GPU)
+            net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device is not None else None)
+        metrics = _steps(job, net, method.trainable(model), enc, examples, schedule, tok.pad_token_id, rank, world, device, bf16)
+        metrics["sharding"] = "fsdp" if fsdp else ("ddp" if distributed and world > 1 else "none")
+        state = None
+        if fsdp and job.save:  # a collective: every rank takes part, rank 0 keeps the gathered tensors
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+            state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        checkpoint_dir = None
+        if rank == 0:
+            # Ray Train keeps metrics only alongside a checkpoint once workers are involved, so
+            # rank 0 always reports one: the adapter (when saving) plus the metrics as JSON.
+            out = Path(job.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            if job.save:
+                method.save(model, tok, out, job.base_model, state)
+            (out / "metrics.json").write_text(json.dumps(metrics))
+            checkpoint_dir = out
+    session.report(metrics, checkpoint_dir)
+
+
+def _steps(job: LoopJob, net: Any, trainable: list[tuple[str, Any]], enc: list[Any], examples: list[Example],
+           schedule: list[list[int]], pad_id: int, rank: int, world: int, device: Any, bf16: bool) -> dict[str, Any]:
+    """The optimizer steps of one fit; its metrics (losses, tokens, per-source fit, devices seen)."""
+    import torch
+    import torch.distributed as dist
+
+    from ftdojo import sft
+
+    tc = job.train
+    device_type = "cuda" if device is not None else "cpu"
+    params = [p for _, p in trainable]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, tc, job.smoke))
     losses: list[float] = []
     source_sum: dict[str, float] = {}
@@ -166,21 +242,35 @@ def run_loop(job: LoopJob, session: Session) -> None:
     t0 = time.perf_counter()
     for step, idx in enumerate(schedule):
         shard = idx[rank::world]
-        batch = sft.collate([enc[i] for i in shard], tok.pad_token_id)
+        micro = tc.micro_batch_size or max(1, len(shard))
+        chunks = [shard[i : i + micro] for i in range(0, len(shard), micro)] or [shard]
+        batches = [sft.collate([enc[i] for i in c], pad_id) for c in chunks]
+        # the step's label tokens over every rank, known before any backward: each micro-batch's loss is
+        # scaled by the same global count, so accumulating them gives the one-pass gradient
+        total = sum((b["labels"][:, 1:] != sft.IGNORE).sum() for b in batches).float()
         if device is not None:
-            batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            loss_sum, count, row_loss = net(**batch)
-        if step >= tc.steps // 2:  # per-source fit over the second half: noisy labels stay high
-            for i, v in zip(shard, row_loss.tolist(), strict=True):
-                src = examples[i].source
-                source_sum[src] = source_sum.get(src, 0.0) + v
-                source_n[src] = source_n.get(src, 0) + 1
-        total = count.detach().clone().float()
+            total = total.to(device)
         if world > 1:
             dist.all_reduce(total)
-        # DDP averages gradients over ranks; scale so the sum equals the global mean.
-        (loss_sum * world / total.clamp(min=1)).backward()
+        loss_sum = torch.zeros((), device=device)
+        for k, (chunk, batch) in enumerate(zip(chunks, batches, strict=True)):
+            if device is not None:
+                batch = {key: v.to(device) for key, v in batch.items()}
+            last = k == len(chunks) - 1
+            # DDP: gradients are all-reduced once, on the last micro-batch (FSDP reduces each one's shards)
+            sync = net.no_sync() if isinstance(net, torch.nn.parallel.DistributedDataParallel) and not last else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                    chunk_sum, _, row_loss = net(**batch)
+                # DDP and FSDP average gradients over ranks; scale so the sum equals the global mean.
+                (chunk_sum * world / total.clamp(min=1)).backward()
+            loss_sum = loss_sum + chunk_sum.detach()
+            tokens += int(batch["attention_mask"].sum())
+            if step >= tc.steps // 2:  # per-source fit over the second half: noisy labels stay high
+                for i, v in zip(chunk, row_loss.tolist(), strict=True):
+                    src = examples[i].source
+                    source_sum[src] = source_sum.get(src, 0.0) + v
+                    source_n[src] = source_n.get(src, 0) + 1
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
@@ -192,31 +282,20 @@ def run_loop(job: LoopJob, session: Session) -> None:
         if not math.isfinite(value):
             raise TrainingFailed(f"non-finite loss {value} at step {step}")
         losses.append(value)
-        tokens += int(batch["attention_mask"].sum())
     elapsed = time.perf_counter() - t0
     if world > 1:
         t = torch.tensor([tokens], dtype=torch.long, device=device)
         dist.all_reduce(t)
         tokens = int(t.item())
-    source_losses = {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}
     seen = [os.environ.get("CUDA_VISIBLE_DEVICES")]
     if world > 1:
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, seen[0])
         seen = gathered
-    metrics = {"losses": losses, "tokens": tokens, "train_s": elapsed, "source_losses": source_losses, "bf16": bf16,
-               "device": device_type, "visible_devices": seen}
-    checkpoint_dir = None
-    if rank == 0:
-        # Ray Train keeps metrics only alongside a checkpoint once workers are involved, so
-        # rank 0 always reports one: the adapter (when saving) plus the metrics as JSON.
-        out = Path(job.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if job.save:
-            method.save(model, tok, out, job.base_model)
-        (out / "metrics.json").write_text(json.dumps(metrics))
-        checkpoint_dir = out
-    session.report(metrics, checkpoint_dir)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device is not None else None
+    return {"losses": losses, "tokens": tokens, "train_s": elapsed,
+            "source_losses": {k: source_sum[k] / source_n[k] for k in sorted(source_sum)}, "bf16": bf16,
+            "device": device_type, "visible_devices": seen, "peak_device_mb": peak}
 
 
 def checkpoint_sha256(directory: str | Path) -> str:
@@ -251,11 +330,12 @@ def fit(
     smoke: bool = False,
     init_from: str | None = None,
     devices: list[str] | None = None,
+    sharding: str = "ddp",
 ) -> TrainResult:
     """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``.
     ``threads``, ``workers``, ``use_gpu`` and ``precision`` are the profile's resources; ``init_from``:
     a checkpoint of the same method to continue instead of starting from the base model; ``devices``: the
-    run's GPU ids, one per worker.
+    run's GPU ids, one per worker; ``sharding``: ``fsdp`` shards full fine-tuning across the workers.
 
     Inside a run's placement group (``runtime.reserve``) the workers are pinned into it (they take none
     of its CPUs or GPUs from Ray, so a full cluster cannot leave a fit waiting for more), share the run's
@@ -269,7 +349,7 @@ def fit(
     per_worker = max(1, threads // workers) if pin and workers else threads
     job = LoopJob(train=train, prompt=prompt, base_model=base_model, data_path=data_path, output_dir=output_dir,
                   instruction=instruction, threads=per_worker, use_gpu=use_gpu, precision=precision, save=save,
-                  smoke=smoke, init_from=init_from, devices=list(devices or []) if pin else [])
+                  smoke=smoke, init_from=init_from, devices=list(devices or []) if pin else [], sharding=sharding)
     t0 = time.perf_counter()
     if pin is not None:
         scaling = ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker=pin)
@@ -310,6 +390,8 @@ def fit(
         bf16=bool(m.get("bf16", False)),
         workers=workers,
         visible_devices=list(m.get("visible_devices") or []),
+        sharding=m.get("sharding", "none"),
+        peak_device_mb=m.get("peak_device_mb"),
     )
 
 

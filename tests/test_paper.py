@@ -372,7 +372,7 @@ def test_sampled_generation_is_seeded_and_greedy_is_unchanged(tiny_model) -> Non
     from ftdojo import evaluation, models, sft
     from ftdojo.messages import PromptSpec
 
-    model, tok = models.load_base(tiny_model, copy=False)
+    model, tok = models.shared_base(tiny_model)
     prompts = [sft.render_prompt(tok, PromptSpec(), "i", f"question {k}") for k in range(3)]
     greedy = evaluation.generate(model, tok, prompts, 8)
     assert evaluation.generate(model, tok, prompts, 8, temperature=0.0, seed=5) == greedy

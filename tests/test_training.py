@@ -58,31 +58,36 @@ def test_continuing_an_adapter_starts_from_the_parents_loss(tmp_path, tiny_model
 
 
 def test_checkpoint_reloads_to_same_outputs(tmp_path, tiny_model) -> None:
+    """Evaluation applies the adapter unmerged on the shared base: the same logits as peft's merged model,
+    the same generations each time, and the base is the plain model again afterwards."""
     from peft import PeftModel
 
     r = _fit(tmp_path, tiny_model)
     cand = Candidate(base_model=tiny_model, checkpoint=r.checkpoint)
-    merged, tok = evaluation.load_candidate(cand)
     base, _ = models.load(tiny_model)
-    unmerged = PeftModel.from_pretrained(base, r.checkpoint).eval()
+    merged = PeftModel.from_pretrained(base, r.checkpoint).merge_and_unload().eval()
+    tok = models.tokenizer(tiny_model)
     prompt = sft.render_prompt(tok, PromptSpec(), INSTR, "colour 2?")
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
-        a, b = merged(**ids).logits, unmerged(**ids).logits
+        with evaluation.candidate_model(cand) as (applied, _):
+            a = applied(**ids).logits
+            out1 = evaluation.generate(applied, tok, [prompt], 10)
+        b = merged(**ids).logits
         plain = models.load(tiny_model)[0](**ids).logits
+        shared = models.shared_base(tiny_model)[0](**ids).logits
     assert torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(a, plain, atol=1e-3)  # training changed the model
-    again, _ = evaluation.load_candidate(cand)
-    out1 = evaluation.generate(merged, tok, [prompt], 10)
-    out2 = evaluation.generate(again, tok, [prompt], 10)
-    assert out1 == out2
+    assert torch.equal(shared, plain)  # ... and not the shared base
+    with evaluation.candidate_model(cand) as (again, _):
+        assert evaluation.generate(again, tok, [prompt], 10) == out1
 
 
 def test_trained_model_learns_the_format(tmp_path, tiny_model) -> None:
     r = _fit(tmp_path, tiny_model, steps=200)
-    model, tok = evaluation.load_candidate(Candidate(base_model=tiny_model, checkpoint=r.checkpoint))
-    prompts = [sft.render_prompt(tok, PromptSpec(), INSTR, f"colour {i}?") for i in range(4)]
-    outs = evaluation.generate(model, tok, prompts, 16)
+    with evaluation.candidate_model(Candidate(base_model=tiny_model, checkpoint=r.checkpoint)) as (model, tok):
+        prompts = [sft.render_prompt(tok, PromptSpec(), INSTR, f"colour {i}?") for i in range(4)]
+        outs = evaluation.generate(model, tok, prompts, 16)
     assert sum(o.startswith("Answer: ") for o in outs) >= 3, outs
 
 
@@ -90,9 +95,9 @@ def test_full_finetune_saves_full_weights(tmp_path, tiny_model) -> None:
     r = _fit(tmp_path, tiny_model, method="full", steps=5, lr=1e-3)
     assert r.status == "ok", r.error
     assert (Path(r.checkpoint) / "model.safetensors").exists()
-    tuned, _ = evaluation.load_candidate(Candidate(base_model=tiny_model, checkpoint=r.checkpoint))
     base, _ = models.load(tiny_model)
-    changed = [n for (n, a), (_, b) in zip(tuned.named_parameters(), base.named_parameters(), strict=True) if not torch.equal(a, b)]
+    with evaluation.candidate_model(Candidate(base_model=tiny_model, checkpoint=r.checkpoint)) as (tuned, _):
+        changed = [n for (n, a), (_, b) in zip(tuned.named_parameters(), base.named_parameters(), strict=True) if not torch.equal(a, b)]
     assert len(changed) > 10  # full fine-tuning moved the weights, not just adapters
 
 
@@ -184,17 +189,21 @@ def test_freeze_trains_only_the_last_layers_and_reloads_them(tmp_path, tiny_mode
     assert {p.name for p in ckpt.iterdir()} >= {"trainable.safetensors", methods.MARKER}
     assert methods.of_checkpoint(ckpt).name == "freeze" and methods.of_checkpoint(ckpt).trained_on(ckpt) == tiny_model
     base, _ = models.load(tiny_model)
-    trained = methods.of_checkpoint(ckpt).load(base, ckpt)
+    shared = models.shared_base(tiny_model)[0]
+    with methods.of_checkpoint(ckpt).applied(shared, ckpt) as trained:
+        changed = _changed(base, trained)
     layer1 = {n for n, _ in base.named_parameters() if n.startswith("model.layers.1.")}
-    assert _changed(base, trained) == layer1 and layer1
+    assert changed == layer1 and layer1
+    assert not _changed(base, shared)  # the shared base has its own tensors back
 
 
 def test_freeze_of_named_modules_changes_only_those(tmp_path, tiny_model) -> None:
     r = _fit(tmp_path, tiny_model, method="freeze", trainable_modules=["o_proj"], lr=1e-2, steps=6)
     assert r.status == "ok", r.error
     base, _ = models.load(tiny_model)
-    trained = methods.get("freeze").load(base, Path(r.checkpoint))
-    assert _changed(base, trained) == {"model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.o_proj.weight"}
+    with methods.get("freeze").applied(models.shared_base(tiny_model)[0], Path(r.checkpoint)) as trained:
+        changed = _changed(base, trained)
+    assert changed == {"model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.o_proj.weight"}
 
 
 def test_every_checkpoint_names_its_method_and_base(tmp_path, tiny_model) -> None:
@@ -202,5 +211,94 @@ def test_every_checkpoint_names_its_method_and_base(tmp_path, tiny_model) -> Non
     full = _fit(tmp_path / "f", tiny_model, method="full", steps=2)
     assert [methods.of_checkpoint(c).name for c in (lora.checkpoint, full.checkpoint)] == ["lora", "full"]
     assert methods.of_checkpoint(full.checkpoint).trained_on(Path(full.checkpoint)) == tiny_model
-    with pytest.raises(Exception, match="unknown fine-tuning method 'qlora'"):
-        methods.get("qlora")
+    with pytest.raises(Exception, match="unknown fine-tuning method 'dora'"):
+        methods.get("dora")
+
+
+def _pristine(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.state_dict().items()}
+
+
+def test_one_base_in_memory_per_process_across_fits_and_evaluations(tmp_path, tiny_model) -> None:
+    """LoRA, freeze and LoRA-continuation fits and evaluations of their checkpoints all wrap the process's one
+    shared base: it is read from disk once per dtype, never copied (the same tensors, by storage), and after
+    each fit and evaluation it is exactly the plain model again (no adapter modules, no peft state, frozen)."""
+    models.release_base()
+    loads = models.loads
+    base = models.shared_base(tiny_model, "fp32")[0]
+    before = _pristine(base)
+    storages = {n: p.data_ptr() for n, p in base.named_parameters()}
+    types_before = [type(m) for m in base.modules()]
+    prompt = sft.render_prompt(models.tokenizer(tiny_model), PromptSpec(), INSTR, "colour 1?")
+    runs = [_fit(tmp_path / "a", tiny_model, precision="fp32", steps=6),
+            _fit(tmp_path / "b", tiny_model, precision="fp32", method="freeze", trainable_layers=1, steps=6)]
+    runs.append(training.fit(plan_id="c", base_model=tiny_model, data_path=str(tmp_path / "a" / "train.jsonl"),
+                             output_dir=str(tmp_path / "c" / "adapter"), train=TrainConfig(steps=4, batch_size=8, warmup_steps=0),
+                             prompt=PromptSpec(), instruction=INSTR, precision="fp32", init_from=runs[0].checkpoint))
+    for r in runs:
+        assert r.status == "ok", r.error
+        with evaluation.candidate_model(Candidate(base_model=tiny_model, checkpoint=r.checkpoint)) as (model, tok):
+            assert evaluation.generate(model, tok, [prompt], 8)
+    assert models.loads == loads + 1  # one read from disk for three fits and three evaluations
+    assert models.shared_base(tiny_model, "fp32")[0] is base
+    assert {n: p.data_ptr() for n, p in base.named_parameters()} == storages
+    assert [type(m) for m in base.modules()] == types_before
+    assert not hasattr(base, "peft_config") and not any(p.requires_grad for p in base.parameters())
+    after = _pristine(base)
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_an_exception_inside_a_fit_leaves_the_shared_base_clean(tmp_path, tiny_model) -> None:
+    models.release_base()
+    base = models.shared_base(tiny_model, "fp32")[0]
+    before = _pristine(base)
+    with pytest.raises(RuntimeError, match="boom"):
+        with methods.get("lora").training(tiny_model, TrainConfig(), "fp32", "cpu", None) as model:
+            assert any("lora_A" in n for n, _ in model.named_parameters())
+            raise RuntimeError("boom")
+    assert not any("lora" in n for n, _ in base.named_parameters())
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_model) -> None:
+    """Recomputing activations in the backward pass changes memory, not the math: the same loss curve
+    (within float rounding) for LoRA and full fine-tuning; the shared base has checkpointing off afterwards."""
+    for method in ("lora", "full"):
+        plain = _fit(tmp_path / f"p{method}", tiny_model, precision="fp32", method=method, steps=6, lr=1e-3)
+        ckpt = _fit(tmp_path / f"c{method}", tiny_model, precision="fp32", method=method, steps=6, lr=1e-3, gradient_checkpointing=True)
+        assert plain.status == ckpt.status == "ok", (plain.error, ckpt.error)
+        assert max(abs(a - b) for a, b in zip(plain.losses, ckpt.losses, strict=True)) < 1e-4, (plain.losses, ckpt.losses)
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in models.shared_base(tiny_model, "fp32")[0].modules())
+
+
+def test_micro_batches_accumulate_to_the_same_step(tmp_path, tiny_model) -> None:
+    """Gradient accumulation over micro-batches of 3, 3 and 2 rows is the one-pass step of 8 rows: the same
+    loss curve within float rounding (LoRA and full, fp32), and the per-source fit sees every row."""
+    for method in ("lora", "full"):
+        whole = _fit(tmp_path / f"w{method}", tiny_model, precision="fp32", method=method, steps=6, lr=1e-3, batch_size=8)
+        parts = _fit(tmp_path / f"m{method}", tiny_model, precision="fp32", method=method, steps=6, lr=1e-3, batch_size=8,
+                     micro_batch_size=3)
+        assert whole.status == parts.status == "ok", (whole.error, parts.error)
+        assert max(abs(a - b) for a, b in zip(whole.losses, parts.losses, strict=True)) < 1e-4, (whole.losses, parts.losses)
+        assert whole.tokens == parts.tokens and whole.source_losses.keys() == parts.source_losses.keys()
+        assert all(abs(whole.source_losses[k] - parts.source_losses[k]) < 1e-4 for k in whole.source_losses)
+
+
+def test_qlora_plugs_into_the_method_seam_and_says_what_it_needs(tmp_path, tiny_model) -> None:
+    """Without CUDA a QLoRA fit fails with the reason (the validator turns the same reason into a failed check)."""
+    q = methods.get("qlora")
+    assert q.unavailable("cpu") and "CUDA" in q.unavailable("cpu")
+    r = _fit(tmp_path, tiny_model, method="qlora", steps=2)
+    assert r.status == "failed" and "needs a CUDA GPU" in (r.error or ""), r.error
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU and bitsandbytes; this machine has no CUDA")
+def test_qlora_trains_on_a_gpu(tmp_path, tiny_model) -> None:
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (pip install 'ftdojo[gpu]')")
+    data = tmp_path / "train.jsonl"
+    datafiles.write_models(data, _examples())
+    r = training.fit(plan_id="q", base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / "q"),
+                     train=TrainConfig(method="qlora", steps=20, batch_size=8, lr=3e-3, warmup_steps=2), prompt=PromptSpec(),
+                     instruction=INSTR, use_gpu=True, precision="bf16")
+    assert r.status == "ok", r.error
+    assert r.losses[-1] < r.losses[0] and methods.of_checkpoint(r.checkpoint).name == "qlora"

@@ -45,6 +45,7 @@ BROKEN = {
     "target module the model lacks": (dict(target_modules=["q_proj", "qkv_fused"]), "target_modules"),
     "more steps than the budget": (dict(steps=500), "fits_budget"),
     "a micro-batch that cannot fit in memory": (dict(batch_size=512, max_length=4096), "memory"),
+    "QLoRA where there is no CUDA": (dict(method="qlora"), "method"),
 }
 
 
@@ -87,4 +88,72 @@ def test_the_memory_estimate_follows_the_device_the_method_and_the_length() -> N
     act = {d: [memory_estimate_mb(arch, lora.model_copy(update={"max_length": n}), 1e6, d, True) - memory_estimate_mb(
         arch, lora.model_copy(update={"max_length": 8}), 1e6, d, True) for n in (200, 400)] for d in ("cpu", "cuda")}
     assert act["cpu"][1] > 2.2 * act["cpu"][0] and act["cuda"][1] == pytest.approx(act["cuda"][0] * (400 - 8) / (200 - 8))
-    assert lora_cpu > memory_estimate_mb(arch, lora, 1e6, "cuda", True) + 4 * 135e6 / 2**20  # the fp32 base cached in host memory
+    mb = 2**20
+    # the shared base in the fit's dtype: fp32 without bf16, bf16 with it, 4-bit NF4 under QLoRA
+    assert memory_estimate_mb(arch, lora, 1e6, "cuda", False) - memory_estimate_mb(arch, lora, 1e6, "cuda", True) == pytest.approx(
+        2 * 135e6 / mb, abs=1)
+    qlora = lora.model_copy(update={"method": "qlora"})
+    assert memory_estimate_mb(arch, lora, 1e6, "cuda", True) - memory_estimate_mb(arch, qlora, 1e6, "cuda", True) == pytest.approx(
+        (2 - 0.56) * 135e6 / mb, abs=1)
+
+
+def test_the_memory_estimate_counts_fsdp_shards_and_gradient_checkpointing() -> None:
+    """A 7B full fine-tune: unsharded it needs more than an 80 GB GPU; FSDP over 8 GPUs puts 1/8 of the weights,
+    gradients and Adam state (and of the global batch) on each; gradient checkpointing keeps one layer's activations."""
+    from actors.validator import Arch, memory_estimate_mb
+
+    arch = Arch(modules=set(), params=7_600_000_000, hidden=3584, layers=28, heads=28)  # Qwen2.5-7B's shape
+    full = TrainConfig(method="full", batch_size=8, max_length=2048)
+    one = memory_estimate_mb(arch, full, arch.params, "cuda", True)
+    eight = memory_estimate_mb(arch, full, arch.params, "cuda", True, workers=8, sharding="fsdp")
+    assert one > 80 * 1024 and eight < one / 6
+    assert memory_estimate_mb(arch, full, arch.params, "cuda", True, workers=8, sharding="ddp") > 18 * arch.params / 2**20  # DDP: replicas
+    ckpt = full.model_copy(update={"gradient_checkpointing": True})
+    gc = memory_estimate_mb(arch, ckpt, arch.params, "cuda", True, workers=8, sharding="fsdp")
+    weights = memory_estimate_mb(arch, full.model_copy(update={"batch_size": 1, "max_length": 8}), arch.params, "cuda", True, 8, "fsdp")
+    assert (gc - weights) < (eight - weights) / 10  # activations: a tenth or less of what every layer keeps
+
+
+QWEN_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944,
+           "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+           "tie_word_embeddings": False, "torch_dtype": "bfloat16"}  # Qwen/Qwen2.5-7B-Instruct's config.json
+
+
+@pytest.mark.parametrize("profile, gpu_gib", [("gpu-7b-lora", 80), ("gpu-7b-qlora", 40), ("gpu-7b-full-fsdp", 80)])
+def test_each_7b_gpu_profile_fits_the_gpu_its_description_names(profile: str, gpu_gib: int, tmp_path) -> None:
+    """What the profiles promise, by the validator's own estimate: the fit per GPU plus the evaluator's bf16 base
+    (its own process, on the run's first GPU) fits the GPU the description names; full fine-tuning fits only sharded."""
+    import json
+
+    from actors.validator import Validator, memory_estimate_mb
+    from ftdojo import config, methods
+
+    (tmp_path / "config.json").write_text(json.dumps(QWEN_7B))
+    validator = Validator.__new__(Validator)
+    validator._archs = {}
+    arch = validator._arch(str(tmp_path))
+    assert 7.5e9 < arch.params < 7.7e9 and arch.stored_bytes == 2
+    p = config.load_profile(profile)
+    tc = TrainConfig(**{"target_modules": ["q_proj", "v_proj"], **p.train})
+    trainable = arch.params * methods.get(tc.method).trainable_share(tc, arch.layers)
+    fit = memory_estimate_mb(arch, tc, trainable, "cuda", True, p.resources.workers, p.resources.sharding)
+    evaluator_base = 2 * arch.params / 2**20
+    assert fit + evaluator_base < gpu_gib * 1024
+    if tc.method == "full":
+        assert memory_estimate_mb(arch, tc, trainable, "cuda", True) > 80 * 1024  # unsharded it cannot fit
+
+
+def test_the_memory_estimate_counts_label_logits_and_micro_batches() -> None:
+    """Logits exist only where labels are: the estimate grows with the data's longest completion times the
+    vocabulary; micro-batches divide activations and logits, not weights."""
+    from actors.validator import LOGIT_BYTES, Arch, memory_estimate_mb
+
+    arch = Arch(modules=set(), params=1_540_000_000, hidden=1536, layers=28, heads=12, vocab=151936)
+    tc = TrainConfig(method="lora", batch_size=16, max_length=2048, gradient_checkpointing=True)
+    short = memory_estimate_mb(arch, tc, 3e7, "cuda", True, label_tokens=16)
+    long = memory_estimate_mb(arch, tc, 3e7, "cuda", True, label_tokens=1016)
+    assert long - short == pytest.approx(16 * 1000 * 151936 * LOGIT_BYTES / 2**20, rel=1e-9)
+    assert memory_estimate_mb(arch, tc, 3e7, "cuda", True) > long  # unknown completions: as long as max_length
+    weights = memory_estimate_mb(arch, tc.model_copy(update={"batch_size": 1, "max_length": 8}), 3e7, "cuda", True)
+    micro = memory_estimate_mb(arch, tc.model_copy(update={"micro_batch_size": 4}), 3e7, "cuda", True, label_tokens=1016)
+    assert micro - weights == pytest.approx((long - weights) / 4, rel=0.01)
