@@ -107,11 +107,12 @@ class RunSupervisor:
         task = get_task(self.key.task)
         p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
-        referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap, use_gpu=r.use_gpu, precision=r.precision)
+        referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap, use_gpu=r.use_gpu, precision=r.precision,
+                          backend=p.evaluation)
         if self.spawner.mode == "ray":
             self.devices = await runtime.run_devices(r.gpus)  # before the trainer, which pins its workers to them
         self.env = self.spawner.spawn(EnvHandle, task.id, p.base_model, p.budget, p.eval_batch_size, r.threads, p.eval_cap,
-                                      r.use_gpu, r.precision)
+                                      r.use_gpu, r.precision, p.evaluation)
         agent = agents.make(self.agent_cfg)
         for peer in sorted(agent.peers()):  # peers start (and warm their imports) while the environment describes the task
             self._spawn(peer)

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ftdojo.errors import ConfigError, UnknownName
-from ftdojo.messages import Budget, PromptSpec, TrainConfig
+from ftdojo.messages import Budget, EvalBackend, PromptSpec, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -117,7 +117,9 @@ class ProfileConfig(Schema):
     resources: Resources = Resources()
     """CPUs, GPUs, training workers, precision and device of every run."""
     eval_batch_size: int = Field(32, ge=1)
-    """Generation batch size."""
+    """Generation batch size (local backend)."""
+    evaluation: EvalBackend = EvalBackend()
+    """How candidates are evaluated: ``backend: local`` (default) or ``server`` (an inference server per run)."""
     eval_max_new_tokens: int | None = Field(None, ge=1)
     """Cap on every task's generation length (a smoke profile; None: each task's own)."""
     eval_samples: int | None = Field(None, ge=1)

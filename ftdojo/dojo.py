@@ -20,7 +20,7 @@ from pathlib import Path
 from ftdojo import datafiles, evaluation, overlap, repository, runtime
 from ftdojo.runtime import Handle
 from ftdojo.errors import AccessDenied, BudgetExceeded
-from ftdojo.messages import Budget, Candidate, DevItem, EvalReport, Provenance, SourceInfo, SourceRows, TaskCard, Usage
+from ftdojo.messages import Budget, Candidate, DevItem, EvalBackend, EvalReport, Provenance, SourceInfo, SourceRows, TaskCard, Usage
 from ftdojo.datafiles import atomic_write_text
 from ftdojo.paths import code_version, sealed_dir, sha256_file, sha256_json
 from ftdojo.tasking import Row, TaskSpec
@@ -33,7 +33,8 @@ class DojoEnv:
     """Agent-facing view of one task for one run."""
 
     def __init__(self, task_id: str, base_model: str, budget: Budget, eval_batch_size: int = 32, threads: int = 1,
-                 cap: tuple[int | None, int | None] = (None, None), use_gpu: bool = False, precision: str = "auto"):
+                 cap: tuple[int | None, int | None] = (None, None), use_gpu: bool = False, precision: str = "auto",
+                 backend: EvalBackend = EvalBackend()):
         runtime.warm("torch")  # for the first evaluate
         self._task = capped(get_task(task_id), cap)
         self._domain = get_domain(self._task.domain)
@@ -44,7 +45,7 @@ class DojoEnv:
         self._budget = budget
         self._eval_batch = eval_batch_size
         self._threads = threads
-        self._use_gpu, self._precision = use_gpu, precision
+        self._use_gpu, self._precision, self._backend = use_gpu, precision, backend
         self._started = time.monotonic()
         self.dev_evals = 0
         self.train_steps = 0
@@ -115,7 +116,7 @@ class DojoEnv:
             raise BudgetExceeded("dev_evals", self._budget.max_dev_evals, self.dev_evals + 1)
         self.dev_evals += 1
         where = evaluation.setting(self._use_gpu, self._precision)
-        return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads, where)
+        return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads, where, self._backend)
 
     def usage(self) -> Usage:
         return Usage(dev_evals=self.dev_evals, train_steps=self.train_steps, wall_s=time.monotonic() - self._started)
@@ -153,7 +154,8 @@ class Referee:
     """Sealed-side scoring and integrity checks; never handed to an agent."""
 
     def __init__(self, task_id: str, eval_batch_size: int = 32, threads: int = 1, leak_threshold: float = overlap.DEFAULT_THRESHOLD,
-                 cap: tuple[int | None, int | None] = (None, None), use_gpu: bool = False, precision: str = "auto"):
+                 cap: tuple[int | None, int | None] = (None, None), use_gpu: bool = False, precision: str = "auto",
+                 backend: EvalBackend = EvalBackend()):
         self._task = capped(get_task(task_id), cap)
         domain = get_domain(self._task.domain)
         repository.materialize(domain)
@@ -162,7 +164,7 @@ class Referee:
         self._eval_batch = eval_batch_size
         self._threads = threads
         self._leak_threshold = leak_threshold
-        self._use_gpu, self._precision = use_gpu, precision
+        self._use_gpu, self._precision, self._backend = use_gpu, precision, backend
 
     def test_sha256(self) -> str:
         return sha256_file(self._path)
@@ -170,7 +172,7 @@ class Referee:
     def finalize(self, candidate: Candidate) -> EvalReport:
         """Score the final candidate on the sealed test split (the base model's report is memoised)."""
         where = evaluation.setting(self._use_gpu, self._precision)
-        return _memoised(self._task, self._path, candidate, "test", self._eval_batch, self._threads, where)
+        return _memoised(self._task, self._path, candidate, "test", self._eval_batch, self._threads, where, self._backend)
 
     def provenance(self, candidate: Candidate, base_model: str, produced: dict[str, str]) -> Provenance:
         """The candidate must be the task's base model, plus (optionally) a checkpoint this run's
@@ -234,7 +236,7 @@ def capped(task: TaskSpec, cap: tuple[int | None, int | None]) -> TaskSpec:
 
 
 def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str, batch: int, threads: int,
-              where: tuple[str, str] = ("cpu", "fp32")) -> EvalReport:
+              where: tuple[str, str] = ("cpu", "fp32"), backend: EvalBackend = EvalBackend()) -> EvalReport:
     """Evaluate, reusing the base model's report from an identical earlier evaluation.
 
     Greedy decoding of the same model on the same items with the same batch, threads, device, dtype and code gives
@@ -252,13 +254,20 @@ def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str
             "task": task.spec_hash(), "split": split, "items": sha256_file(items_path), "candidate": candidate.model_dump(mode="json"),
             "model": weights, "batch": batch, "threads": threads, "code": code_version(), "torch": torch.__version__,
             **({"device": where[0], "dtype": where[1]} if where != ("cpu", "fp32") else {}),
+            **({"backend": backend.model_dump(mode="json")} if backend.backend != "local" else {}),
         })
         memo = sealed_dir() / "evals" / f"{task.id}-{split}-{key[:24]}.json"
     t0 = time.perf_counter()
     if memo is not None and memo.exists():
         report = EvalReport.model_validate_json(memo.read_text())
         return report.model_copy(update={"cached": True, "wall_s": time.perf_counter() - t0})
-    report = evaluation.evaluate(task, datafiles.read_items(items_path), candidate, split, batch, threads, *where)  # type: ignore[arg-type]
+    items = datafiles.read_items(items_path)
+    if backend.backend == "server":
+        from ftdojo import serving
+
+        report = serving.evaluate(task, items, candidate, split, backend, *where)
+    else:
+        report = evaluation.evaluate(task, items, candidate, split, batch, threads, *where)  # type: ignore[arg-type]
     if memo is not None:
         memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write_text(memo, report.model_dump_json())

@@ -113,3 +113,13 @@ class SandboxViolation(RunError):
     def __init__(self, kind: str, detail: str) -> None:
         self.kind, self.detail = kind, detail
         super().__init__(f"sandbox {kind}: {detail}")
+
+
+class EvalServerFailed(RunError):
+    """The evaluation's inference server did not start, stopped answering or died: the iteration fails."""
+
+    reason = "eval_server_failed"
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"evaluation server: {detail}")

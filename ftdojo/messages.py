@@ -57,6 +57,41 @@ class SourceInfo(Message):
     """Template giving worked reasoning before the answer, when the card gives one."""
 
 
+class EvalBackend(Message):
+    """How candidates are evaluated (a profile's ``evaluation`` section): ``local``, ftdojo's own batched decoding
+    in the evaluating process; ``server``, an OpenAI-compatible inference server started for the run
+    (``ftdojo.serving``: vLLM on GPUs, ``transformers serve`` on CPUs, or any ``command``)."""
+
+    kind: Literal["eval_backend"] = "eval_backend"
+    backend: Literal["local", "server"] = "local"
+    """local: in-process decoding; server: an inference server inside the run's reservation."""
+    server: Literal["transformers", "vllm", "command"] = "transformers"
+    """Which server: ``transformers serve`` (CPU or GPU, the candidate merged into a temporary checkpoint), vLLM
+    (GPU: the base served once per process, LoRA adapters loaded per candidate, tensor parallel over the run's
+    GPUs), or ``command``."""
+    command: list[str] = Field(default_factory=list)
+    """server ``command``: the argv, with ``{model}``, ``{host}`` and ``{port}`` filled in; it must answer
+    ``GET /health`` and ``POST /v1/completions``."""
+    concurrency: int = Field(8, ge=1)
+    """Requests in flight at once (the server batches them)."""
+    startup_timeout_s: float = Field(600.0, gt=0)
+    """Seconds the server may take to answer ``/health`` (loading a 7B model included)."""
+    request_timeout_s: float = Field(900.0, gt=0)
+    """Seconds one completion request may take."""
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    """vLLM: the share of the GPU its weights and KV cache may take (the trainer shares the GPU)."""
+    max_lora_rank: int = Field(64, ge=1)
+    """vLLM: the largest LoRA rank it accepts."""
+    extra_args: list[str] = Field(default_factory=list)
+    """More arguments for the server's command line."""
+
+    @model_validator(mode="after")
+    def _command_given(self) -> EvalBackend:
+        if self.backend == "server" and self.server == "command" and not self.command:
+            raise ValueError("server 'command' needs command: [argv with {model}, {host} and {port}]")
+        return self
+
+
 class Budget(Message):
     """What one run may spend."""
 
