@@ -35,8 +35,8 @@ def _gone(pid: int) -> bool:
         return f.read().split()[2] == "Z"
 
 
-def _children_of_test() -> set[int]:
-    """Every live process whose command line runs the scripted server (none may outlive an evaluation)."""
+def _processes(needle: bytes) -> set[int]:
+    """Every live process whose command line contains ``needle``."""
     found = set()
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
@@ -44,9 +44,14 @@ def _children_of_test() -> set[int]:
                 cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if SCRIPT.encode() in cmd and not _gone(int(p.name)):
+            if needle in cmd and not _gone(int(p.name)):
                 found.add(int(p.name))
     return found
+
+
+def _children_of_test() -> set[int]:
+    """The scripted server's processes (and their guards): none may outlive an evaluation."""
+    return _processes(SCRIPT.encode())
 
 
 def test_a_server_evaluation_scores_with_the_tasks_metric_and_leaves_no_process(tiny_model, tmp_path) -> None:
@@ -207,16 +212,7 @@ def test_vllm_serves_the_base_once_and_loads_each_lora_candidate_by_name(tiny_mo
 
 
 def _transformers_servers() -> set[int]:
-    found = set()
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"transformers.cli.transformers serve" in cmd and not _gone(int(p.name)):
-                found.add(int(p.name))
-    return found
+    return _processes(b"transformers.cli.transformers serve")
 
 
 @pytest.mark.slow
