@@ -126,7 +126,11 @@ class RunSupervisor:
         fallback = candidate is None
         final = candidate or Candidate(base_model=p.base_model)
         provenance = referee.provenance(final, p.base_model, self.produced)
-        test = referee.finalize(final)
+        await self.env.release()  # dev evaluation's GPU memory (vLLM's base server) goes before the test's
+        try:
+            test = referee.finalize(final)
+        finally:
+            referee.release()
         await self._event("finalize", duration_s=test.wall_s, checkpoint=final.checkpoint, fallback_to_base=fallback,
                           provenance_ok=provenance.ok)
         examples = [e for c in self.curated for e in read_models(c.path, Example)]
@@ -186,7 +190,7 @@ class RunSupervisor:
                                                   r.sharding)
             case "validator":
                 self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision,
-                                                    workers=r.workers, sharding=r.sharding)
+                                                    workers=r.workers, sharding=r.sharding, evaluation=self.profile.evaluation)
             case "planner":
                 self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens), a.search == "linear")
             case "diagnostician":

@@ -23,6 +23,7 @@ from ftdojo.dojo import EnvHandle
 from ftdojo.messages import (
     Check,
     CuratedData,
+    EvalBackend,
     Example,
     Plan,
     TaskCard,
@@ -118,11 +119,15 @@ def _check(name: str, ok: bool, reason: str, value: float | None = None, warn: b
 
 class Validator:
     def __init__(self, env: EnvHandle, workspace: str, threads: int = 1, use_gpu: bool = False, precision: Precision = "auto",
-                 smoke_steps: int = SMOKE_STEPS, workers: int = 0, sharding: str = "ddp") -> None:
+                 smoke_steps: int = SMOKE_STEPS, workers: int = 0, sharding: str = "ddp", evaluation: EvalBackend = EvalBackend()) -> None:
         self.env = env
         self.workspace = Path(workspace)
         self.threads, self.use_gpu, self.precision = threads, use_gpu, precision
         self.workers, self.sharding = workers, sharding
+        self.evaluation = evaluation
+        vllm = use_gpu and evaluation.backend == "server" and evaluation.server == "vllm"
+        self.eval_gpu_share = evaluation.gpu_memory_utilization if vllm else 0.0  # of each GPU, held by the vLLM server
+        self.eval_lora_rank = evaluation.max_lora_rank if vllm else None  # vLLM refuses adapters of higher rank
         self.smoke_steps = smoke_steps
         self._tok: dict[str, Any] = {}
         self._archs: dict[str, Arch] = {}
@@ -162,7 +167,7 @@ class Validator:
         checks += await self.config_checks(plan, card, examples)
         smoke: list[float] = []
         mem = self.memory_mb(plan, card, label_tokens)
-        checks.append(_memory_check(mem, self.use_gpu))
+        checks.append(_memory_check(mem, self.use_gpu, self.eval_gpu_share))
         if all(c.status != "fail" for c in checks):  # the smoke train is the one costly check: run it last
             t1 = time.perf_counter()
             check, smoke = self.smoke_train(plan, data, card)
@@ -215,6 +220,10 @@ class Validator:
         why = method.unavailable(device)
         checks.append(_check("method", why is None, why or f"{tc.method} trains on {device}"))
         checks += method.checks(tc, arch.modules, arch.layers)
+        if self.eval_lora_rank is not None and tc.method in ("lora", "qlora"):
+            checks.append(_check("eval_lora_rank", tc.lora_r <= self.eval_lora_rank,
+                                 f"lora_r={tc.lora_r}, the vLLM evaluation server takes adapters up to rank {self.eval_lora_rank} "
+                                 "(evaluation.max_lora_rank)", tc.lora_r))
         lo, hi = LR_RANGE
         checks.append(_check("learning_rate", lo <= tc.lr <= hi, f"lr={tc.lr:g}, valid range [{lo:g}, {hi:g}]", tc.lr))
         left = card.budget.max_train_steps - (await self.env.usage()).train_steps
@@ -261,15 +270,26 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _memory_check(mb: float, use_gpu: bool = False) -> Check:
-    """The estimate against what is free where the fit runs: the run's GPU, or host memory."""
+def _memory_check(mb: float, use_gpu: bool = False, eval_gpu_share: float = 0.0) -> Check:
+    """The estimate against what is free where the fit runs: the run's GPU (less the share a vLLM evaluation
+    server takes, whether or not it has started yet), or host memory."""
     if use_gpu and _cuda():
         import torch
 
-        avail, where = torch.cuda.mem_get_info()[0] / 2**20, f"free on {torch.cuda.get_device_name(0)}"
+        free, total = (x / 2**20 for x in torch.cuda.mem_get_info())
+        avail, where = gpu_available_mb(free, total, eval_gpu_share), f"free on {torch.cuda.get_device_name(0)}"
+        if eval_gpu_share:
+            where += f" outside the evaluation server's {eval_gpu_share:.0%}"
     else:
         avail, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20, "of host memory available"
     return _check("memory", mb < 0.8 * avail, f"estimated {mb:.0f} MiB, {avail:.0f} MiB {where}", mb)
+
+
+def gpu_available_mb(free: float, total: float, eval_gpu_share: float = 0.0) -> float:
+    """What a fit may take of a GPU with ``free`` of ``total`` MiB: vLLM claims ``eval_gpu_share`` of the
+    total when it starts and needs it free then, so a fit planned before the server starts leaves it, and
+    one planned after sees it taken already (``free`` is then below ``total`` less the share)."""
+    return min(free, total * (1 - eval_gpu_share)) if eval_gpu_share else free
 
 
 class ValidatorHandle(Handle):

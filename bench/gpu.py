@@ -12,6 +12,9 @@ runs it):
   must fall on curated math-linear data (a random model learns the format).
 * **evaluation on the device**: the LoRA candidate's adapter loaded unmerged onto the process's shared
   bf16 base on the GPU, batched greedy decoding of dev prompts; items/s and generated tokens/s.
+* **the server evaluation backend on the device**: the same LoRA candidate and prompts through vLLM where
+  it is installed (adapter loaded by name on the served base), else ``transformers serve`` (adapter merged):
+  items/s against the local backend's, start-up time, and how many greedy answers are identical.
 * **the memory check against real usage**: the validator's estimate (``memory_estimate_mb``, computed
   at ``prepare`` time for a CUDA device) against the fit's ``torch.cuda.max_memory_allocated``.
 * **throughput and MFU**: trained tokens/s, and model FLOPs/s (6 N per token for full fine-tuning, 4 N
@@ -26,7 +29,7 @@ Prepared here, run there:
 
     .venv/bin/python bench/gpu.py prepare .device      # configs, tokenizer, data, estimates, wheels
     # on the GPU machine (carry .device):
-    pip install --no-index --find-links .device/wheels --target /tmp/site pydantic structlog
+    pip install --no-index --find-links .device/wheels --target /tmp/site pydantic structlog openai fastapi uvicorn rich
     PYTHONPATH=/tmp/site:. python3 bench/gpu.py run .device $OUT
 
 ``run`` writes ``$OUT/gpu.json`` and prints one JSON line per configuration. ``run --cpu`` runs the same
@@ -63,6 +66,8 @@ CONFIGS = [
 ]
 NOMINAL_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 125.0, "L4": 121.0}
 """Dense bf16 tensor-core peaks from the vendors' data sheets (SXM parts), by name fragment."""
+SERVE_WHEELS = ["openai", "fastapi", "uvicorn", "rich"]
+"""What ``transformers serve`` needs beyond transformers (the image lacks them; about 8 MB of wheels)."""
 EVAL_PROMPTS = 64
 EVAL_TOKENS = 128
 
@@ -86,7 +91,8 @@ def _shape_dirs(dest: Path, source: Path, tiny: bool) -> dict[str, Path]:
 
 def prepare(dest: Path, source_model: str | None = None, tiny: bool = False, wheels: bool = True) -> None:
     """Everything the device needs that it cannot build: configs, tokenizer, training data, dev prompts,
-    the validator's estimates; and wheels for what the device image lacks (pydantic, structlog)."""
+    the validator's estimates; and wheels for what the device image lacks (pydantic, structlog, and what
+    ``transformers serve`` needs)."""
     import asyncio
 
     from actors.curator import Curator
@@ -123,9 +129,9 @@ def prepare(dest: Path, source_model: str | None = None, tiny: bool = False, whe
         configs.append({"name": name, "shape": shape, "train": tc.model_dump(), "evaluate": ev, "params": arch.params, "label_tokens": labels,
                         "estimate_mb": memory_estimate_mb(arch, tc, trainable, "cuda", True, label_tokens=labels)})
     (dest / "configs.json").write_text(json.dumps(configs, indent=1))
-    if wheels:  # the device image has torch, transformers and peft but not pydantic or structlog
+    if wheels:  # the device image has torch, transformers and peft but not pydantic, structlog or a server's web stack
         for version in ("3.10", "3.11", "3.12", "3.13"):
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "pydantic==2.14.*", "structlog", "--only-binary", ":all:",
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "pydantic==2.14.*", "structlog", *SERVE_WHEELS, "--only-binary", ":all:",
                             "--python-version", version, "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
                             "-d", str(dest / "wheels")], check=True)
     print(f"prepared {dest}: {sum(1 for _ in open(dest / 'train.jsonl'))} examples, {len(configs)} configurations")
@@ -209,7 +215,43 @@ def one(prepared: Path, out: Path, name: str, cpu: bool) -> dict:
         entry["eval"] = {"device": device, "dtype": dtype, "parameters_on": sorted(on), "items": len(outputs), "wall_s": wall,
                          "items_per_s": len(outputs) / wall, "max_new_tokens": 4 if cpu else EVAL_TOKENS,
                          "base_restored": not hasattr(base, "peft_config"), "base_loads": models.loads}
+        models.release_base()
+        entry["serve"] = _serve(candidate, prompts, outputs, device, dtype, 4 if cpu else EVAL_TOKENS)
     return entry
+
+
+def _serve(candidate, prompts: list[str], local: list[str], device: str, dtype: str, tokens: int) -> dict:
+    """The server evaluation backend on the device: vLLM where it is installed (the adapter loaded by name),
+    else ``transformers serve`` (the adapter merged); the same prompts, greedy, against the local answers."""
+    from ftdojo import serving
+    from ftdojo.messages import EvalBackend
+
+    skipped = []
+    for server in ("vllm", "transformers"):
+        spec = EvalBackend(backend="server", server=server, concurrency=32, startup_timeout_s=300.0)
+        why = serving.preflight(spec, device)
+        if why is None:
+            break
+        skipped.append(why)
+    else:
+        return {"skipped": skipped}
+    bodies = [{"prompt": p, "max_tokens": tokens, "temperature": 0.0} for p in prompts]
+    t0 = time.perf_counter()
+    try:
+        with serving.served(candidate, spec, device, dtype) as (srv, name):
+            startup = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            texts = serving.complete(srv, name, bodies, spec)
+            generation = time.perf_counter() - t1
+    except Exception as e:  # noqa: BLE001 - a figure for the report, not a crash of the check
+        return {"server": server, "skipped": skipped, "error": f"{type(e).__name__}: {e}"[-1500:]}
+    wall = time.perf_counter() - t0
+    serving.stop_all()  # vLLM keeps its base server for the process's next candidate; this is the last
+    prefix = [len(os.path.commonprefix([a, b])) / max(1, len(a)) for a, b in zip(local, texts, strict=True)]
+    return {"server": server, "skipped": skipped, "items": len(texts), "startup_s": startup,
+            "items_per_s_generation": len(texts) / generation, "items_per_s_with_startup": len(texts) / wall,
+            "identical_to_local": sum(a == b for a, b in zip(local, texts, strict=True)),
+            "mean_share_of_local_answer_agreeing": sum(prefix) / len(prefix)}
 
 
 def run(prepared: Path, out: Path, cpu: bool = False, only: set[str] | None = None) -> int:

@@ -88,7 +88,13 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
 
 
 def prepare(profile: config.ProfileConfig, runs: list[RunSpec]) -> None:
-    """Materialise data and convert the model once in the driver, not in every run."""
+    """Materialise data and convert the model once in the driver, not in every run; refuse an evaluation
+    server this node cannot start (each run's node checks again when the run starts)."""
+    from ftdojo import serving
+
+    why = serving.preflight(profile.evaluation, "cuda" if profile.resources.gpus >= 1 else "cpu")
+    if why:
+        raise UserError(f"profile {profile.name}: {why}")
     models.resolve(profile.base_model)
     for d in {get_task(r.key.task).domain for r in runs}:
         repository.materialize(get_domain(d))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ftdojo import datafiles, evaluation, overlap, repository, runtime
 from ftdojo.runtime import Handle
-from ftdojo.errors import AccessDenied, BudgetExceeded
+from ftdojo.errors import AccessDenied, BudgetExceeded, UserError
 from ftdojo.messages import Budget, Candidate, DevItem, EvalBackend, EvalReport, Provenance, SourceInfo, SourceRows, TaskCard, Usage
 from ftdojo.datafiles import atomic_write_text
 from ftdojo.paths import code_version, sealed_dir, sha256_file, sha256_json
@@ -118,6 +118,17 @@ class DojoEnv:
         where = evaluation.setting(self._use_gpu, self._precision)
         return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads, where, self._backend)
 
+    def release(self) -> None:
+        """Free what dev evaluation holds on the run's GPUs (vLLM's base server, the evaluator's base) before
+        the referee's test evaluation needs them; a later ``evaluate`` starts them again."""
+        from ftdojo import serving
+
+        serving.stop_all()
+        if self._use_gpu:
+            from ftdojo import models
+
+            models.release_base()
+
     def usage(self) -> Usage:
         return Usage(dev_evals=self.dev_evals, train_steps=self.train_steps, wall_s=time.monotonic() - self._started)
 
@@ -149,6 +160,9 @@ class EnvHandle(Handle):
     async def usage(self) -> Usage:
         return await self._call(DojoEnv.usage)
 
+    async def release(self) -> None:
+        await self._call(DojoEnv.release)
+
 
 class Referee:
     """Sealed-side scoring and integrity checks; never handed to an agent."""
@@ -165,6 +179,7 @@ class Referee:
         self._threads = threads
         self._leak_threshold = leak_threshold
         self._use_gpu, self._precision, self._backend = use_gpu, precision, backend
+        _preflight(backend, use_gpu, precision)
 
     def test_sha256(self) -> str:
         return sha256_file(self._path)
@@ -173,6 +188,12 @@ class Referee:
         """Score the final candidate on the sealed test split (the base model's report is memoised)."""
         where = evaluation.setting(self._use_gpu, self._precision)
         return _memoised(self._task, self._path, candidate, "test", self._eval_batch, self._threads, where, self._backend)
+
+    def release(self) -> None:
+        """Stop the test evaluation's server: the run's reservation goes to the next run."""
+        from ftdojo import serving
+
+        serving.stop_all()
 
     def provenance(self, candidate: Candidate, base_model: str, produced: dict[str, str]) -> Provenance:
         """The candidate must be the task's base model, plus (optionally) a checkpoint this run's
@@ -220,6 +241,16 @@ class Referee:
             mine = [h for h, s in zip(hits, sources, strict=True) if s == name]
             out[f"test[{name}]"] = sum(mine) / len(mine)
         return out
+
+
+def _preflight(backend: EvalBackend, use_gpu: bool, precision: str) -> None:
+    """A server backend that cannot start where this process evaluates fails the run before it trains."""
+    if backend.backend == "server":
+        from ftdojo import serving
+
+        why = serving.preflight(backend, evaluation.setting(use_gpu, precision)[0])
+        if why:
+            raise UserError(why)
 
 
 def capped(task: TaskSpec, cap: tuple[int | None, int | None]) -> TaskSpec:

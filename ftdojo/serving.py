@@ -93,10 +93,36 @@ def server_command(spec: EvalBackend, model: str, port: int, device: str = "cpu"
         argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", served_name or model,
                 "--host", HOST, "--port", str(port), "--dtype", torch_dtype, "--tensor-parallel-size", str(max(1, gpus)),
                 "--gpu-memory-utilization", str(spec.gpu_memory_utilization), "--seed", "0", "--enable-lora",
-                "--max-lora-rank", str(spec.max_lora_rank), "--max-loras", "2", "--disable-log-requests"]
+                "--max-lora-rank", str(spec.max_lora_rank), "--max-loras", "2"]  # request logging is off by default (vLLM 0.11 removed --disable-log-requests)
     else:
         argv = [a.format(model=model, host=HOST, port=port) for a in spec.command]
     return argv + list(spec.extra_args)
+
+
+# What each server needs in the evaluating process's Python, and how to get it.
+NEEDS = {
+    "transformers": (("fastapi", "uvicorn", "openai"), "pip install 'ftdojo[serve]'"),
+    "vllm": (("vllm", "openai"), "pip install 'ftdojo[vllm]' on the GPU nodes"),
+    "command": (("openai",), "pip install openai"),
+}
+
+
+def preflight(spec: EvalBackend, device: str = "cpu") -> str | None:
+    """Why ``spec`` cannot serve here (a missing package, vLLM without a GPU, a command not found), or None.
+    Asked where the evaluation will run, when the run starts: before any compute is spent."""
+    if spec.backend != "server":
+        return None
+    import importlib.util
+
+    mods, fix = NEEDS[spec.server]
+    missing = [m for m in mods if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"evaluation.server {spec.server!r} needs {', '.join(missing)}, not installed here: {fix}"
+    if spec.server == "vllm" and not device.startswith("cuda"):
+        return "evaluation.server 'vllm' needs a GPU run (resources.gpus >= 1); on a CPU use server: transformers"
+    if spec.server == "command" and shutil.which(spec.command[0]) is None and not Path(spec.command[0]).is_file():
+        return f"evaluation.command: {spec.command[0]!r} not found on this node's PATH"
+    return None
 
 
 def server_env(spec: EvalBackend) -> dict[str, str]:
@@ -112,10 +138,15 @@ class Server:
     def __init__(self, argv: list[str], port: int, name: str, env: dict[str, str] | None = None, label: str = "server") -> None:
         self.argv, self.port, self.name, self.label = argv, port, name, label
         self.root = f"http://{HOST}:{port}"
-        self.log_path = Path(tempfile.mkstemp(prefix="ftdojo-server-", suffix=".log")[1])
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", _GUARD, str(os.getpid()), *argv], stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        fd, log_name = tempfile.mkstemp(prefix="ftdojo-server-", suffix=".log")
+        self.log_path = Path(log_name)
+        try:
+            with os.fdopen(fd, "wb") as log:
+                self.proc = subprocess.Popen([sys.executable, "-c", _GUARD, str(os.getpid()), *argv], stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        except BaseException:
+            self.log_path.unlink(missing_ok=True)
+            raise
 
     def log_tail(self, lines: int = 3) -> str:
         try:

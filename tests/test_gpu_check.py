@@ -36,6 +36,10 @@ def test_device_check_runs_its_path_on_cpu(tiny_model: str, tmp_path: Path) -> N
     ev = runs["qwen1.5b-lora"]["eval"]
     assert ev["items"] > 0 and ev["parameters_on"] == ["cpu"] and ev["base_restored"]
     assert "eval" not in runs["qwen1.5b-full"]
+    serve = runs["qwen1.5b-lora"]["serve"]  # vLLM needs a GPU: transformers serve, the adapter merged
+    assert serve.get("error") is None and serve["server"] == "transformers" and serve["items"] == ev["items"]
+    assert serve["items_per_s_generation"] > 0 and serve["identical_to_local"] >= 0.9 * ev["items"]  # fp32 on CPU: as local
+    assert "error" not in runs["qwen1.5b-full"] and "serve" not in runs["qwen1.5b-full"]
 
 
 def test_real_shape_is_qwen_1_5b() -> None:

@@ -230,3 +230,61 @@ def test_transformers_serve_scores_the_bundled_model_as_the_local_backend_does(m
     assert served.item_scores == local.item_scores and served.score == local.score
     assert [e.output for e in served.errors] == [e.output for e in local.errors]  # the same texts, not only scores
     assert not _transformers_servers()
+
+
+def test_preflight_refuses_a_server_that_cannot_start_here_before_anything_runs(monkeypatch) -> None:
+    """A missing package, vLLM on a CPU run, a command that is not on the PATH: one line naming the field
+    and the fix, from the driver (``bench.prepare``) before any run starts and from each run's referee."""
+    import importlib.util
+
+    from ftdojo import bench, config
+    from ftdojo.dojo import Referee
+    from ftdojo.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    vllm = EvalBackend(backend="server", server="vllm")
+    assert serving.preflight(vllm, "cuda") == "evaluation.server 'vllm' needs vllm, not installed here: pip install 'ftdojo[vllm]' on the GPU nodes"
+    with pytest.raises(UserError, match=r"^profile gpu-7b-lora-vllm: evaluation.server 'vllm' needs vllm"):
+        bench.prepare(config.load_profile("gpu-7b-lora-vllm"), [])
+    with pytest.raises(UserError, match=r"needs vllm, not installed here"):
+        Referee("math-linear", backend=vllm)
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.setitem(serving.NEEDS, "vllm", (("json",), "-"))  # as if installed
+    assert serving.preflight(vllm, "cpu") == "evaluation.server 'vllm' needs a GPU run (resources.gpus >= 1); on a CPU use server: transformers"
+    assert serving.preflight(vllm, "cuda") is None
+    missing = EvalBackend(backend="server", server="command", command=["no-such-server-xyz", "--port", "{port}"])
+    assert serving.preflight(missing) == "evaluation.command: 'no-such-server-xyz' not found on this node's PATH"
+    assert serving.preflight(_backend()) is None and serving.preflight(EvalBackend()) is None
+    assert serving.preflight(EvalBackend(backend="server")) is None  # transformers serve: installed with the test extra
+
+
+def test_a_run_evaluated_by_vllm_loads_its_adapter_by_name_and_frees_the_gpu_before_the_test(math_domain, tiny_model, tmp_path,
+                                                                                                monkeypatch) -> None:
+    """The whole vLLM path of a run through the supervisor, with the scripted server standing in for vLLM: the
+    trained adapter is evaluated on dev under its own name on the one base server, that server is stopped
+    before the referee's test evaluation (which starts its own and loads the same adapter), and none is left."""
+    import asyncio
+
+    from actors.supervisor import RunSupervisor
+    from ftdojo import config
+    from ftdojo.messages import RunKey
+
+    record = tmp_path / "requests.jsonl"
+    stand_in = _backend("--record", str(record))
+    starts = []
+    monkeypatch.setattr(serving, "server_command", lambda spec, model, port, *a, **k: starts.append(model) or
+                        [x.format(port=port) for x in stand_in.command])
+    monkeypatch.setattr(serving, "preflight", lambda *a: None)  # vLLM on a CPU: the stand-in needs no GPU
+    prof = config.load_profile("tiny", ["train.steps=2"])
+    prof = prof.model_copy(update={"evaluation": EvalBackend(backend="server", server="vllm", startup_timeout_s=30.0)})
+    key = RunKey(task="math-linear", agent="naive-sft", seed=0, profile="tiny", config_hash="0" * 16)
+    rec = asyncio.run(RunSupervisor(key, config.load_agent("naive-sft"), prof, str(tmp_path / "w")).run())
+    assert rec.status == "ok" and rec.final is not None and rec.final.checkpoint and rec.test is not None
+    assert len(starts) == 2 and not serving._VLLM  # dev's server, then the test's; both stopped
+    sent = [json.loads(x) for x in record.read_text().splitlines()]
+    loads = [r for r in sent if r["path"] == "/v1/load_lora_adapter"]
+    assert [r["lora_path"] for r in loads] == [str(Path(rec.final.checkpoint).resolve())] * 2
+    asked = {r["model"] for r in sent if r["path"] == "/v1/completions"}
+    assert asked == {loads[0]["lora_name"]}  # every answer from the adapter, none from the bare base
+    assert not _children_of_test()

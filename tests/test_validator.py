@@ -70,6 +70,31 @@ def test_good_plan_passes_with_a_falling_smoke_loss(parts) -> None:
     assert report.memory_estimate_mb and report.memory_estimate_mb > 0
 
 
+def test_a_lora_rank_the_vllm_evaluation_server_would_refuse_fails_before_training(math_domain, tiny_model, tmp_path) -> None:
+    """vLLM takes adapters up to evaluation.max_lora_rank: a plan of higher rank would train and then fail at
+    its first evaluation, so the validator refuses it first."""
+    from ftdojo.messages import EvalBackend
+
+    env = DojoEnv("math-linear", tiny_model, Budget(max_train_steps=100))
+    vllm = EvalBackend(backend="server", server="vllm", max_lora_rank=8)
+    validator = Validator(EnvHandle(env), str(tmp_path), use_gpu=True, evaluation=vllm)
+    report = _validate((env, Curator(EnvHandle(env), str(tmp_path)), validator), _plan(lora_r=16))
+    check = next(c for c in report.checks if c.name == "eval_lora_rank")
+    assert check.status == "fail" and "lora_r=16" in check.reason and "evaluation.max_lora_rank" in check.reason
+    assert "smoke_train" not in {c.name for c in report.checks}
+    ok = asyncio.run(validator.config_checks(_plan(lora_r=8), env.describe(), []))
+    assert next(c for c in ok if c.name == "eval_lora_rank").status == "pass"
+
+
+def test_a_fit_leaves_the_vllm_servers_share_of_the_gpu_before_and_after_it_starts() -> None:
+    from actors.validator import gpu_available_mb
+
+    total = 80 * 1024
+    assert gpu_available_mb(total - 500, total) == total - 500  # no server: what is free
+    assert gpu_available_mb(total - 500, total, 0.35) == pytest.approx(0.65 * total)  # not started yet: its share kept
+    assert gpu_available_mb(0.6 * total, total, 0.35) == pytest.approx(0.6 * total)  # started: already taken
+
+
 def test_smoke_train_catches_a_loss_that_does_not_fall(parts) -> None:
     report = _validate(parts, _plan(lr=1e-6))
     smoke = next(c for c in report.checks if c.name == "smoke_train")
@@ -119,13 +144,13 @@ QWEN_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden
            "tie_word_embeddings": False, "torch_dtype": "bfloat16"}  # Qwen/Qwen2.5-7B-Instruct's config.json
 
 
-@pytest.mark.parametrize("profile, gpu_gib", [("gpu-7b-lora", 80), ("gpu-7b-qlora", 40), ("gpu-7b-full-fsdp", 80)])
+@pytest.mark.parametrize("profile, gpu_gib", [("gpu-7b-lora", 80), ("gpu-7b-qlora", 40), ("gpu-7b-full-fsdp", 80), ("gpu-7b-lora-vllm", 80)])
 def test_each_7b_gpu_profile_fits_the_gpu_its_description_names(profile: str, gpu_gib: int, tmp_path) -> None:
     """What the profiles promise, by the validator's own estimate: the fit per GPU plus the evaluator's bf16 base
     (its own process, on the run's first GPU) fits the GPU the description names; full fine-tuning fits only sharded."""
     import json
 
-    from actors.validator import Validator, memory_estimate_mb
+    from actors.validator import Validator, gpu_available_mb, memory_estimate_mb
     from ftdojo import config, methods
 
     (tmp_path / "config.json").write_text(json.dumps(QWEN_7B))
@@ -137,8 +162,13 @@ def test_each_7b_gpu_profile_fits_the_gpu_its_description_names(profile: str, gp
     tc = TrainConfig(**{"target_modules": ["q_proj", "v_proj"], **p.train})
     trainable = arch.params * methods.get(tc.method).trainable_share(tc, arch.layers)
     fit = memory_estimate_mb(arch, tc, trainable, "cuda", True, p.resources.workers, p.resources.sharding)
-    evaluator_base = 2 * arch.params / 2**20
-    assert fit + evaluator_base < gpu_gib * 1024
+    if p.evaluation.server == "vllm":  # vLLM holds its share (weights and KV cache); no local evaluator's base
+        assert p.evaluation.gpu_memory_utilization * gpu_gib * 1024 > 1.5 * 2 * arch.params / 2**20  # weights and some KV cache
+        assert fit < gpu_available_mb(gpu_gib * 1024, gpu_gib * 1024, p.evaluation.gpu_memory_utilization) * 0.8  # the check's margin
+        assert tc.lora_r <= p.evaluation.max_lora_rank
+    else:
+        evaluator_base = 2 * arch.params / 2**20
+        assert fit + evaluator_base < gpu_gib * 1024
     if tc.method == "full":
         assert memory_estimate_mb(arch, tc, trainable, "cuda", True) > 80 * 1024  # unsharded it cannot fit
 
