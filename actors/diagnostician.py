@@ -18,7 +18,7 @@ import statistics
 
 from ftdojo.backbones import DiagnosticianBackbone, HeuristicBackbone
 from ftdojo.errors import RunError
-from ftdojo.messages import DiagnoseRequest, Experiment, Feedback, Finding, LLMUsage, TaskCard
+from ftdojo.messages import DiagnoseRequest, Exchange, Experiment, Feedback, Finding, LLMUsage, TaskCard
 from ftdojo.runtime import Handle
 from ftdojo.search import better, noise_margin
 
@@ -98,6 +98,9 @@ class Diagnostician:
     def usage(self) -> LLMUsage:
         return self.backbone.usage()
 
+    def transcript(self) -> list[Exchange]:
+        return list(getattr(self.backbone, "transcript", []))  # a backbone of one's own may keep none
+
     async def diagnose(self, req: DiagnoseRequest) -> Feedback:
         exp, best, parent, card = req.experiment, req.best, req.parent, req.card
         if self.scalar:
@@ -130,3 +133,6 @@ class DiagnosticianHandle(Handle):
 
     async def usage(self) -> LLMUsage:
         return await self._call(Diagnostician.usage)
+
+    async def transcript(self) -> list[Exchange]:
+        return await self._call(Diagnostician.transcript)

@@ -12,7 +12,7 @@ repeating the parent's training from the base model.
 from __future__ import annotations
 
 from ftdojo.backbones import PlannerBackbone
-from ftdojo.messages import LLMUsage, Plan, PlanProposal, ProposeRequest
+from ftdojo.messages import Exchange, LLMUsage, Plan, PlanProposal, ProposeRequest
 from ftdojo.runtime import Handle
 from ftdojo.search import best_node
 
@@ -24,6 +24,9 @@ class Planner:
 
     def usage(self) -> LLMUsage:
         return self.backbone.usage()
+
+    def transcript(self) -> list[Exchange]:
+        return list(getattr(self.backbone, "transcript", []))  # a backbone of one's own may keep none
 
     async def propose(self, req: ProposeRequest) -> Plan:
         card, history = req.card, req.history
@@ -53,3 +56,6 @@ class PlannerHandle(Handle):
 
     async def usage(self) -> LLMUsage:
         return await self._call(Planner.usage)
+
+    async def transcript(self) -> list[Exchange]:
+        return await self._call(Planner.transcript)

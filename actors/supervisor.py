@@ -159,6 +159,7 @@ class RunSupervisor:
             code_version=code_version(),
             prompts={n: prompts.digest(n) for n in ("planner", "diagnostician", "retry")} if self.agent_cfg.backbone.kind == "llm" else {},
             placement=self.placement,
+            **await self._transcript(),
         )
 
     async def _where(self) -> Placement:
@@ -219,6 +220,16 @@ class RunSupervisor:
             "llm_tokens": total.tokens, "llm_requests": total.requests, "llm_retries": total.retries,
             "llm_cache_hits": total.cache_hits, "llm_cost_usd": total.tokens * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6,
         })
+
+    async def _transcript(self) -> dict[str, Any]:
+        """The run's exchanges with language models, from every actor that had one, in time order."""
+        from ftdojo import transcripts
+
+        got = [x for h in (self.planner, self.diagnostician) if h is not None for x in await h.transcript()]
+        if not got:
+            return {}
+        got.sort(key=lambda x: x.t)
+        return {"transcript": got, "transcript_sha256": transcripts.digest(got)}
 
     async def history(self) -> list[Experiment]:
         return list(self.experiments)

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ftdojo import agents, config, datafiles, log, models, paths, report, repository, runtime
+from ftdojo import agents, config, datafiles, log, models, paths, report, repository, runtime, transcripts
 from ftdojo.errors import UnknownName, UserError
 from ftdojo.messages import RunKey, RunRecord
 from ftdojo.registry import all_tasks, get_domain, get_task
@@ -163,6 +163,8 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
                 record: RunRecord = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - a crashed run is recorded as failed, never lost
                 record = failed_record(run, profile, f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"[:800], time.perf_counter() - t0)
+            if record.transcript:
+                transcripts.write(record_path(out, run.key), record.transcript)
             datafiles.atomic_write_text(record_path(out, run.key), record.model_dump_json(indent=1))
             ray.kill(actor)
             runtime.release(group)

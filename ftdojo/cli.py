@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def report_progress(args: argparse.Namespace) -> None:
     print(block)
 
 
-def trace(path: Path) -> None:
+def trace(path: Path, full: bool = False) -> None:
     r = RunRecord.model_validate_json(path.read_text())
     k = r.key
     print(f"run {k.task} / {k.agent} / seed {k.seed} / {k.profile}: {r.status} {r.error or ''}")
@@ -114,6 +115,32 @@ def trace(path: Path) -> None:
         base = " (untouched base model: no valid candidate)" if r.fallback_to_base else ""
         print(f"  final: test={100 * r.test.score:.1f}{base} dev={100 * r.dev.score:.1f}" if r.dev else f"  final: test={100 * r.test.score:.1f}{base}")
     print(f"  leak: {r.leak}{' FLAGGED' if r.leak_flagged else ''}; test sha256 {r.test_sha256[:16]}…")
+    if r.transcript_sha256:
+        show_transcript(path, r.transcript_sha256, full)
+
+
+def show_transcript(record: Path, sha256: str, full: bool = False, width: int = 240) -> None:
+    """Each exchange with a language model: who asked, what it cost, the last message sent and the answer
+    (whole with ``full``)."""
+    from ftdojo import transcripts
+
+    exchanges, state = transcripts.read(record, sha256)
+    where = transcripts.path_for(record)
+    if state == "missing":
+        print(f"  transcript: {where} is missing (the record hashes one: sha256 {sha256[:16]}…)")
+        return
+    tokens = sum(x.tokens for x in exchanges)
+    print(f"  transcript: {len(exchanges)} exchanges, {tokens} tokens, {where.name}"
+          + (" — ALTERED: its hash is not the one the record holds" if state == "altered" else " (hash matches the record)"))
+    cut = (lambda t: t) if full else (lambda t: t if len(t) <= width else t[:width] + f"… [{len(t)} chars]")
+    for i, x in enumerate(exchanges):
+        settings = {k: v for k, v in x.request.items() if k != "messages"}
+        status = "cache" if x.cached else (f"ERROR {x.error}" if x.error else f"{x.tokens} tokens")
+        print(f"  #{i} {x.role} -> {x.model} ({status}) {json.dumps(settings)}")
+        last = (x.request.get("messages") or [{}])[-1]
+        print(f"     asked [{last.get('role', '?')}]: {cut(str(last.get('content', '')))}")
+        if x.reply:
+            print(f"     answer: {cut(x.reply)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="copy a bench folder's run records, slimmed (no traces, no sealed text), to publish")
     ex.add_argument("dir", type=Path)
     ex.add_argument("dest", type=Path)
-    tr = sub.add_parser("trace", help="print a run's per-iteration trace from its record")
+    tr = sub.add_parser("trace", help="print a run's per-iteration trace from its record, and its LLM transcript")
     tr.add_argument("record", type=Path)
+    tr.add_argument("--full", action="store_true", help="print every transcript message whole")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "tasks" and args.action == "ls":
@@ -152,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "export":
             print(f"{report.export(args.dir, args.dest)} run records -> {args.dest / 'runs'}")
         elif args.cmd == "trace":
-            trace(args.record)
+            trace(args.record, args.full)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -33,10 +33,23 @@ class BackboneConfig(BaseModel):
     """Environment variable holding the API key (read at run time, never stored)."""
     max_retries: int = Field(3, ge=0)
     """Re-asks after an answer that does not validate; the validation error is fed back."""
-    temperature: float = Field(0.0, ge=0, le=2)
-    """Sampling temperature."""
-    max_tokens: int = Field(1024, ge=1)
-    """Completion cap per request."""
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Sampling temperature; unset: the model family's (0 for chat models; none sent to reasoning models,
+    which take only their default)."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Completion cap per request, reasoning tokens included; unset: the family's (1024 for chat models,
+    16384 for reasoning models)."""
+    token_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    """Which request field carries the cap: auto picks by family (OpenAI's o-series and GPT-5 take only
+    max_completion_tokens) and switches if the endpoint refuses the one it sent."""
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    """Reasoning models: how hard to think (sent as reasoning_effort)."""
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    """More request fields, sent as they are (e.g. {"thinking": {"type": "enabled", "budget_tokens": 4096}}
+    on Anthropic's OpenAI-compatible endpoint)."""
+    structured_output: Literal["auto", "json_schema", "off"] = "auto"
+    """Send the answer's JSON schema as response_format: auto sends it and stops if the endpoint refuses it;
+    off relies on validate-and-retry alone. Either way every answer is validated."""
     cache: Literal["off", "record", "replay", "auto"] = "auto"
     """On-disk request cache: auto replays hits and records misses; replay fails on a miss."""
     usd_per_1m_tokens: float = Field(0.0, ge=0)

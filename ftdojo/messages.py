@@ -676,6 +676,28 @@ class LLMUsage(Message):
                         retries=self.retries + other.retries, cache_hits=self.cache_hits + other.cache_hits)
 
 
+class Exchange(Message):
+    """One request to a language model and what came back: a line of a run's transcript."""
+
+    kind: Literal["exchange"] = "exchange"
+    role: str
+    """Who asked: planner, diagnostician (or a data step)."""
+    model: str
+    """The model the request named."""
+    t: float
+    """Seconds since the epoch when the answer came (orders a run's exchanges across its actors)."""
+    request: dict[str, Any]
+    """The body as sent (messages and settings; the answer schema by name only); no API key."""
+    reply: str = ""
+    """The answer's text ('' when it failed)."""
+    tokens: int = 0
+    """Tokens charged (0 for a cache hit)."""
+    cached: bool = False
+    """Answered from the on-disk cache, not the endpoint."""
+    error: str | None = None
+    """What went wrong instead of an answer (a refusal, a network error)."""
+
+
 class Usage(Message):
     """Budget spent by a run so far."""
 
@@ -845,3 +867,8 @@ class RunRecord(Message):
     """Hash of each model-facing prompt the run's backbone used (LLM agents)."""
     placement: Placement | None = None
     """Where it ran (a Ray run: node, devices, what each process saw)."""
+    transcript_sha256: str | None = None
+    """Hash of the run's transcript file (``runs/<run>.transcript.jsonl``): every request to a language model
+    and its answer (LLM agents; none for rule-based ones)."""
+    transcript: list[Exchange] = Field(default_factory=list, exclude=True)
+    """The exchanges themselves, carried from the run to the bench, which writes them beside the record."""

@@ -131,3 +131,95 @@ def test_a_plan_that_sets_resources_is_refused_and_the_schema_does_not_offer_the
     assert not {"num_workers", "use_gpu", "precision", "gpus", "workers"} & set(json.loads(schema)["$defs"]["TrainConfig"]["properties"])
     assert "train.num_workers: Extra inputs are not permitted" in retry and bb.usage().retries == 1
     assert train.steps == 42 and "num_workers" not in TrainConfig.model_fields
+
+
+def _cfg(url: str, model: str, **kw) -> BackboneConfig:
+    return BackboneConfig(kind="llm", model=model, base_url=url, max_retries=1, cache="off", **kw)  # type: ignore[arg-type]
+
+
+def test_a_reasoning_model_gets_requests_it_accepts_from_the_first_one(tmp_path) -> None:
+    """GPT-5 and the o-series reject max_tokens and any temperature but 1: the family's defaults send
+    max_completion_tokens (a cap that leaves room to reason), no temperature, the reasoning effort asked for,
+    and the extra body fields; the server refuses nothing."""
+    with ScriptedLLM([GOOD], reasoning=True) as srv:
+        bb = LLMBackbone(_cfg(srv.url, "gpt-5-mini", reasoning_effort="low", extra_body={"service_tier": "flex"}), cache_dir=tmp_path)
+        plan = asyncio.run(bb.propose(CARD, [], None, TrainConfig()))
+    assert plan.train.steps == 42 and not srv.refused and not bb.adjusted
+    sent = srv.requests[0]
+    assert sent["max_completion_tokens"] == 16384 and "max_tokens" not in sent and "temperature" not in sent
+    assert sent["reasoning_effort"] == "low" and sent["service_tier"] == "flex"
+    assert backbones.llm.family("openai/o4-mini") == "reasoning" and backbones.llm.family("gpt-4o-mini") == "chat"
+
+
+def test_an_unknown_model_that_refuses_like_a_reasoning_model_is_adapted_to_and_plans(tmp_path) -> None:
+    """A model the family table does not know, behind an endpoint that answers like OpenAI's reasoning models:
+    each refusal (max_tokens, then temperature) moves or drops that setting once, the request is sent again,
+    and later requests go right the first time."""
+    with ScriptedLLM([GOOD], reasoning=True) as srv:
+        bb = LLMBackbone(_cfg(srv.url, "acme-thinker-2"), cache_dir=tmp_path)
+        first = asyncio.run(bb.propose(CARD, [], None, TrainConfig()))
+        second = asyncio.run(bb.propose(CARD.model_copy(update={"task_id": "t2"}), [], None, TrainConfig()))
+    assert first.train.steps == second.train.steps == 42
+    assert [("max_tokens" in r, "temperature" in r) for r in srv.refused] == [(True, True), (False, True)]
+    assert len(srv.requests) == 2 and all(r["max_completion_tokens"] == 1024 and "temperature" not in r for r in srv.requests)
+    assert [a.split(":")[0] for a in bb.adjusted] == ["max_tokens", "temperature"]
+
+
+def test_a_setting_the_user_chose_is_not_dropped_silently(tmp_path) -> None:
+    with ScriptedLLM([GOOD], reasoning=True) as srv:
+        bb = LLMBackbone(_cfg(srv.url, "gpt-5", temperature=0.3), cache_dir=tmp_path)
+        with pytest.raises(BackboneError, match=r"refused the request for gpt-5 \(backbone.temperature in the agent's config\): "
+                                                r"Unsupported value: 'temperature' does not support 0.3"):
+            asyncio.run(bb.propose(CARD, [], None, TrainConfig()))
+
+
+def test_the_answer_schema_goes_as_response_format_and_an_endpoint_without_it_falls_back(tmp_path) -> None:
+    from ftdojo.messages import PlanProposal
+
+    with ScriptedLLM([GOOD]) as srv:
+        asyncio.run(LLMBackbone(_cfg(srv.url, "gpt-4o-mini"), cache_dir=tmp_path).propose(CARD, [], None, TrainConfig()))
+    fmt = srv.requests[0]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["name"] == "PlanProposal"
+    assert fmt["json_schema"]["schema"] == PlanProposal.model_json_schema() and srv.requests[0]["temperature"] == 0.0
+    with ScriptedLLM([GOOD], schemas=False) as srv:
+        bb = LLMBackbone(_cfg(srv.url, "local-model"), cache_dir=tmp_path)
+        for task in ("a", "b"):
+            assert asyncio.run(bb.propose(CARD.model_copy(update={"task_id": task}), [], None, TrainConfig())).train.steps == 42
+    assert len(srv.refused) == 1 and all("response_format" not in r for r in srv.requests) and bb.adjusted[0].startswith("response_format")
+    with ScriptedLLM([GOOD], schemas=False) as srv:
+        asyncio.run(LLMBackbone(_cfg(srv.url, "m", structured_output="off"), cache_dir=tmp_path).propose(CARD, [], None, TrainConfig()))
+    assert not srv.refused  # off: never sent
+
+
+def test_a_reasoning_model_that_spends_its_cap_thinking_says_to_raise_it(tmp_path) -> None:
+    with ScriptedLLM([""], reasoning=True, finish="length") as srv:
+        bb = LLMBackbone(_cfg(srv.url, "o3", max_tokens=512), cache_dir=tmp_path)
+        with pytest.raises(BackboneError, match=r"o3 used its whole completion cap \(max_completion_tokens=512\).*raise backbone.max_tokens"):
+            asyncio.run(bb.propose(CARD, [], None, TrainConfig()))
+    assert bb.usage().tokens == 120  # what it spent still counts
+
+
+def test_ft_agent_plans_come_from_a_reasoning_model(math_domain, tmp_path) -> None:
+    """A whole FT-Agent run whose endpoint refuses what reasoning models refuse: every plan is the model's
+    (none falls back to the base model), and every request the run sent was accepted."""
+    import yaml
+
+    from actors.supervisor import RunSupervisor
+    from ftdojo.messages import RunKey
+
+    plan = json.dumps({"hypothesis": "drills in the answer format", "recipe": DataRecipe(sources=[SourceMapping(
+        source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")]).model_dump(),
+        "train": TrainConfig(steps=2, batch_size=4, lr=2e-3).model_dump()})
+    verdict = json.dumps({"findings": [], "decision": "continue"})
+    reply = lambda body: verdict if "diagnostician" in body["messages"][0]["content"].lower()[:200] else plan  # noqa: E731
+    with ScriptedLLM(reply, reasoning=True) as srv:
+        agent_yaml = tmp_path / "reasoner.yaml"
+        agent_yaml.write_text(yaml.safe_dump({"name": "ft-agent-gpt5", "policy": "ft-agent",
+                                              "backbone": {"kind": "llm", "model": "gpt-5-mini", "base_url": srv.url, "cache": "off"}}))
+        prof = config.load_profile("tiny", ["budget.max_iterations=2"])
+        key = RunKey(task="math-linear", agent="ft-agent-gpt5", seed=0, profile="tiny", config_hash="0" * 16)
+        rec = asyncio.run(RunSupervisor(key, config.load_agent(str(agent_yaml)), prof, str(tmp_path / "ws")).run())
+    assert rec.status == "ok" and not rec.fallback_to_base and not srv.refused
+    trained = [e for e in rec.experiments if e.status != "failed"]
+    assert trained and all(e.plan is not None and e.plan.hypothesis == "drills in the answer format" for e in trained)
+    assert rec.usage.llm_requests == len(srv.requests) >= 2

@@ -251,3 +251,43 @@ def test_a_sigkilled_driver_leaves_no_process_of_its_local_cluster(tmp_path) -> 
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_an_llm_agents_transcript_crosses_ray_and_lands_beside_its_record(ray_cluster, math_domain, tmp_path, capsys) -> None:
+    """FT-Agent with an LLM backbone (a scripted endpoint on loopback) through the bench on real Ray: the
+    planner's and diagnostician's actors each keep what they asked and were answered, the run gathers both
+    in time order and hashes them into its record, and the driver writes them beside it; ``ftdojo trace``
+    shows them and notices an edit."""
+    import yaml
+
+    from scripted_llm import ScriptedLLM
+
+    from ftdojo import cli, transcripts
+    from ftdojo.messages import DataRecipe, SourceMapping, TrainConfig
+
+    plan = json.dumps({"hypothesis": "drills in the answer format", "recipe": DataRecipe(sources=[SourceMapping(
+        source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")]).model_dump(),
+        "train": TrainConfig(steps=2, batch_size=4, lr=2e-3).model_dump()})
+    verdict = json.dumps({"findings": [], "decision": "stop"})
+    reply = lambda body: verdict if "diagnostician" in body["messages"][0]["content"][:200] else plan  # noqa: E731
+    with ScriptedLLM(reply) as srv:
+        agent = tmp_path / "ft-agent-scripted.yaml"
+        agent.write_text(yaml.safe_dump({"name": "ft-agent-scripted", "policy": "ft-agent",
+                                         "backbone": {"kind": "llm", "model": "scripted", "base_url": srv.url, "cache": "off"}}))
+        out = tmp_path / "bench"
+        assert bench.main(["math-linear", "--profile", "tiny", "--agents", str(agent), "--seeds", "0", "--out", str(out),
+                           "budget.max_iterations=1"]) == 0
+    [path] = sorted((out / "runs").glob("*.json"))
+    rec = RunRecord.model_validate_json(path.read_text())
+    assert rec.status == "ok" and rec.transcript == []  # the exchanges live beside the record, not in it
+    exchanges, state = transcripts.read(path, rec.transcript_sha256)
+    assert state == "ok" and [x.role for x in exchanges] == ["planner", "diagnostician"]
+    assert [x.request["messages"] for x in exchanges] == [r["messages"] for r in srv.requests]  # what was sent, in order
+    assert [x.reply for x in exchanges] == [plan, verdict] and sum(x.tokens for x in exchanges) == rec.usage.llm_tokens
+    capsys.readouterr()
+    assert cli.main(["trace", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "transcript: 2 exchanges, 240 tokens" in shown and "(hash matches the record)" in shown and "#1 diagnostician -> scripted" in shown
+    t = transcripts.path_for(path)
+    t.write_text(t.read_text().replace("drills in the answer format", "something else"))
+    assert cli.main(["trace", str(path)]) == 0 and "ALTERED" in capsys.readouterr().out

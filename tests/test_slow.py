@@ -79,3 +79,8 @@ def test_llm_agent_against_transformers_serve_survives_garbage(served_model, mat
     failed = [e for e in rec.experiments if e.status == "failed"]
     assert failed and all("no valid PlanProposal" in e.error for e in failed)
     assert rec.fallback_to_base
+    from ftdojo import transcripts  # what the served model was asked and answered, refusals included
+
+    answered = [x for x in rec.transcript if not x.error]
+    assert len(answered) == rec.usage.llm_requests and rec.transcript_sha256 == transcripts.digest(rec.transcript)
+    assert all(x.model == model_path and x.request["messages"][0]["role"] == "system" for x in answered)

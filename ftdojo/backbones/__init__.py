@@ -7,7 +7,7 @@
 A planner backbone answers ``propose`` with a ``PlanProposal``; a
 diagnostician backbone answers ``diagnose`` with a ``Verdict`` (both in
 ``ftdojo.messages``). Both kinds implement both Protocols, and say what they
-spent as ``LLMUsage``.
+spent as ``LLMUsage`` and what they asked and were answered as a ``transcript``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol
 from ftdojo.backbones.heuristic import HeuristicBackbone
 from ftdojo.backbones.llm import BackboneError, LLMBackbone
 from ftdojo.config import BackboneConfig
-from ftdojo.messages import Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
+from ftdojo.messages import Exchange, Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
 
 __all__ = ["BackboneError", "DiagnosticianBackbone", "HeuristicBackbone", "LLMBackbone", "PlannerBackbone", "make"]
 
@@ -30,6 +30,10 @@ class PlannerBackbone(Protocol):
 
     def usage(self) -> LLMUsage: ...
 
+    transcript: list[Exchange]
+    """Every request to a language model and its answer, in order (empty for rules; a backbone without
+    the attribute is taken to keep none)."""
+
 
 class DiagnosticianBackbone(Protocol):
     """Reads one experiment and the rules' findings; adds findings and decides what comes next."""
@@ -37,6 +41,8 @@ class DiagnosticianBackbone(Protocol):
     async def diagnose(self, exp: Experiment, rules: Feedback) -> Verdict: ...
 
     def usage(self) -> LLMUsage: ...
+
+    transcript: list[Exchange]
 
 
 def make(cfg: BackboneConfig, token_budget: int = 0) -> HeuristicBackbone | LLMBackbone:

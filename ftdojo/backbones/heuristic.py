@@ -14,6 +14,7 @@ from __future__ import annotations
 from ftdojo import recipes
 from ftdojo.messages import (
     DataRecipe,
+    Exchange,
     Experiment,
     Feedback,
     LLMUsage,
@@ -28,6 +29,9 @@ class HeuristicBackbone:
     """Deterministic expert rules over the same messages an LLM backbone reads (planner and diagnostician)."""
 
     name = "heuristic"
+
+    def __init__(self) -> None:
+        self.transcript: list[Exchange] = []  # rules ask no model
 
     def usage(self) -> LLMUsage:
         return LLMUsage()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,53 @@ from ftdojo import paths, prompts
 from ftdojo.config import BackboneConfig
 from ftdojo.datafiles import atomic_write_text
 from ftdojo.errors import BudgetExceeded, RunError
-from ftdojo.messages import Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
+from ftdojo.messages import Exchange, Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
 
 
 HISTORY_SHOWN = 6
+REASONING = re.compile(r"^(o\d|gpt-5)")
+"""OpenAI's reasoning families by model name: they take max_completion_tokens and only the default temperature."""
+CAPS = {"chat": 1024, "reasoning": 16384}
+"""Default completion caps by family; a reasoning model's cap includes its reasoning tokens."""
+
+
+def family(model: str) -> str:
+    """``reasoning`` for OpenAI's o-series and GPT-5 models (also behind a provider prefix), else ``chat``."""
+    return "reasoning" if REASONING.match(model.rsplit("/", 1)[-1].lower()) else "chat"
+
+
+def request_fields(cfg: BackboneConfig) -> dict[str, Any]:
+    """The request's settings (all but model and messages) for ``cfg``: the cap under the field the family
+    takes, a temperature only where the family accepts one, reasoning effort, and ``extra_body``."""
+    fam = family(cfg.model)
+    param = cfg.token_param if cfg.token_param != "auto" else ("max_completion_tokens" if fam == "reasoning" else "max_tokens")
+    out: dict[str, Any] = {param: cfg.max_tokens or CAPS[fam]}
+    temperature = cfg.temperature if cfg.temperature is not None else (None if fam == "reasoning" else 0.0)
+    if temperature is not None:
+        out["temperature"] = temperature
+    if cfg.reasoning_effort:
+        out["reasoning_effort"] = cfg.reasoning_effort
+    return out | dict(cfg.extra_body)
+
+
+def _message(e: Any) -> str:
+    """The endpoint's own words for an error (OpenAI's ``error.message``), without the client's prefix."""
+    body = getattr(e, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return str(getattr(e, "message", "") or e)
+
+
+def _refused(e: Any) -> str:
+    """Which setting a 400 refused: the ``param`` OpenAI names, else the one its message names."""
+    param = getattr(e, "param", None)
+    if isinstance(param, str) and param:
+        return param.split(".")[0]
+    text = _message(e).lower()
+    for name in ("max_completion_tokens", "max_tokens", "response_format", "json_schema", "reasoning_effort", "temperature"):
+        if name in text:
+            return "response_format" if name == "json_schema" else name
+    return ""
 
 
 class BackboneError(RunError):
@@ -72,6 +116,12 @@ class LLMBackbone:
         self.cache_dir = cache_dir or paths.home() / "llm_cache"
         self.spent = LLMUsage()
         self._client: Any = None
+        self._fields = request_fields(cfg)  # what requests carry now (an endpoint's refusals adjust it)
+        self._schema = cfg.structured_output != "off"
+        self.adjusted: list[str] = []
+        """What the endpoint refused and how the requests changed, in order."""
+        self.transcript: list[Exchange] = []
+        """Every request and what came back (cache hits and refusals included), in order."""
 
     def usage(self) -> LLMUsage:
         return self.spent
@@ -88,18 +138,18 @@ class LLMBackbone:
             "branch_from": parent.id if parent else None,
             "default_train": base.model_dump(exclude={"kind"}),
         }, default=str)
-        return await self.structured(prompts.load("planner").replace("{schema}", schema), user, PlanProposal)
+        return await self.structured(prompts.load("planner").replace("{schema}", schema), user, PlanProposal, "planner")
 
     async def diagnose(self, exp: Experiment, rules: Feedback) -> Verdict:
         schema = json.dumps(Verdict.model_json_schema())
         user = json.dumps({"experiment": summarize(exp), "rule_findings": [f.model_dump() for f in rules.findings]}, default=str)
-        return await self.structured(prompts.load("diagnostician").replace("{schema}", schema), user, Verdict)
+        return await self.structured(prompts.load("diagnostician").replace("{schema}", schema), user, Verdict, "diagnostician")
 
-    async def structured(self, system: str, user: str, model: type[BaseModel]) -> Any:
+    async def structured(self, system: str, user: str, model: type[BaseModel], role: str = "planner") -> Any:
         messages: list[dict[str, str]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         error = ""
         for attempt in range(self.cfg.max_retries + 1):
-            text = await self.complete(messages)
+            text = await self.complete(messages, model, role)
             try:
                 return model.model_validate_json(_json_block(text))
             except ValidationError as e:
@@ -111,39 +161,95 @@ class LLMBackbone:
                 ]
         raise BackboneError(f"no valid {model.__name__} from {self.cfg.model} after {self.cfg.max_retries + 1} attempts: {error}")
 
-    def _key(self, messages: list[dict[str, str]]) -> str:
+    def _key(self, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> str:
+        # the configured settings, not the URL (replays survive a moved server) nor what a refusal adjusted
         c = self.cfg
-        return paths.sha256_json([c.model, c.temperature, c.max_tokens, messages])  # not the URL: replays survive a moved server
+        return paths.sha256_json([c.model, request_fields(c), c.structured_output, schema.__name__ if schema else None, messages])
 
-    async def complete(self, messages: list[dict[str, str]]) -> str:
-        key = self._key(messages)
+    def _log(self, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None, reply: str = "", tokens: int = 0,
+             cached: bool = False, error: str | None = None) -> None:
+        request: dict[str, Any] = {"messages": messages, **self._fields}
+        if schema is not None and self._schema:
+            request["response_format"] = f"json_schema {schema.__name__}"  # the schema is the message model's, by name
+        self.transcript.append(Exchange(role=role, model=self.cfg.model, t=time.time(), request=request, reply=reply, tokens=tokens,
+                                        cached=cached, error=error))
+
+    async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel] | None = None, role: str = "planner") -> str:
+        key = self._key(messages, schema)
         path = self.cache_dir / f"{key}.json"
         if self.cfg.cache in ("auto", "replay") and path.exists():
             self._spend(cache_hits=1)
-            return json.loads(path.read_text())["text"]
+            text = json.loads(path.read_text())["text"]
+            self._log(role, messages, schema, text, cached=True)
+            return text
         if self.cfg.cache == "replay":
+            self._log(role, messages, schema, error="replay cache miss")
             raise BackboneError(f"replay cache miss for request {key[:12]} in {self.cache_dir}")
         if self.token_budget and self.spent.tokens >= self.token_budget:
             raise BudgetExceeded("llm_tokens", self.token_budget, self.spent.tokens)
-        text, tokens = await self._request(messages)
+        try:
+            text, tokens = await self._request(messages, schema, role)
+        except BackboneError as e:
+            self._log(role, messages, schema, error=str(e))
+            raise
+        self._log(role, messages, schema, text, tokens)
         self._spend(tokens=tokens, requests=1)
         if self.cfg.cache != "off":
             atomic_write_text(path, json.dumps({"request": messages, "text": text, "tokens": tokens}))
         return text
 
-    async def _request(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+    def _adjust(self, refused: str, e: Any, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> bool:
+        """Change the requests so the endpoint takes them, where the setting was ftdojo's choice; False where
+        it was the user's (the error says which field to change). The refused request goes to the transcript."""
+        c, f = self.cfg, self._fields
+        tokens = refused in ("max_tokens", "max_completion_tokens") and refused in f and c.token_param == "auto"
+        temperature = refused == "temperature" and "temperature" in f and c.temperature is None
+        schema_off = refused == "response_format" and self._schema and c.structured_output == "auto"
+        if not (tokens or temperature or schema_off):
+            return False
+        self._log(role, messages, schema, error=f"refused {refused}: {_message(e)[:300]}")  # as it was sent
+        if tokens:
+            f["max_completion_tokens" if refused == "max_tokens" else "max_tokens"] = f.pop(refused)
+        elif temperature:
+            del f["temperature"]  # reasoning models take only their default
+        else:
+            self._schema = False  # validate-and-retry alone
+        self.adjusted.append(f"{refused}: {_message(e)[:160]}")
+        return True
+
+    async def _request(self, messages: list[dict[str, str]], schema: type[BaseModel] | None = None, role: str = "planner") -> tuple[str, int]:
         import openai
 
         if self._client is None:
             self._client = openai.AsyncOpenAI(
                 base_url=self.cfg.base_url or None, api_key=os.environ.get(self.cfg.api_key_env) or "none", max_retries=2, timeout=120
             )
-        try:
-            resp = await self._client.chat.completions.create(
-                model=self.cfg.model, messages=messages, temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens
-            )
-        except openai.OpenAIError as e:
-            raise BackboneError(f"{self.cfg.base_url or 'openai'}: {type(e).__name__}: {str(e)[:200]}") from None
-        text = resp.choices[0].message.content or ""
-        tokens = resp.usage.total_tokens if resp.usage else len(text) // 4
-        return text, int(tokens)
+        where = self.cfg.base_url or "openai"
+        for _ in range(4):  # each refusal adjusts one setting; four cover them all
+            body = dict(self._fields)
+            if schema is not None and self._schema:
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+            try:
+                resp = await self._client.chat.completions.create(model=self.cfg.model, messages=messages, extra_body=body)
+                break
+            except openai.BadRequestError as e:
+                refused = _refused(e)
+                if not self._adjust(refused, e, role, messages, schema):
+                    field = {"max_tokens": "max_tokens / token_param", "max_completion_tokens": "max_tokens / token_param",
+                             "response_format": "structured_output"}.get(refused, refused)
+                    hint = f" (backbone.{field} in the agent's config)" if refused else ""
+                    raise BackboneError(f"{where} refused the request for {self.cfg.model}{hint}: {_message(e)[:300]}") from None
+            except openai.OpenAIError as e:
+                raise BackboneError(f"{where}: {type(e).__name__}: {str(e)[:200]}") from None
+        else:
+            raise BackboneError(f"{where} kept refusing requests for {self.cfg.model}: {'; '.join(self.adjusted)}")
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        tokens = int(resp.usage.total_tokens) if resp.usage else len(text) // 4
+        if not text.strip() and choice.finish_reason == "length":
+            cap = next((f"{k}={v}" for k, v in self._fields.items() if k in ("max_tokens", "max_completion_tokens")), "")
+            self._spend(tokens=tokens, requests=1)
+            raise BackboneError(f"{self.cfg.model} used its whole completion cap ({cap}) without an answer (a reasoning model's "
+                                "reasoning counts): raise backbone.max_tokens")
+        return text, tokens
