@@ -11,7 +11,7 @@ per-reason counts, so the diagnostician can tell what each source gave.
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ftdojo.messages import (
     Example,
     Plan,
     SourceMapping,
+    SourceStats,
     TaskCard,
 )
 from ftdojo.paths import sha256_file
@@ -69,13 +70,15 @@ class Curator:
             raise RecipeError(f"recipe asks verify=true but task {card.task_id} has no verifier; set verify: false")
         self._verifier = get_domain(card.domain).verifier if recipe.verify else None
         rng = random.Random(f"{self.seed}:{plan.plan_id}")
-        dropped: Counter[str] = Counter()
+        drops: dict[str, Counter[str]] = defaultdict(Counter)  # per source, per filter
+        selected: Counter[str] = Counter()
         pools: list[tuple[SourceMapping, list[Example]]] = []
         for m in recipe.sources:
-            rows = (await self.env.read_source(m.source)).dicts()
+            rows = [r for r in (await self.env.read_source(m.source)).dicts() if all(str(r.get(k)) == v for k, v in m.where.items())]
+            selected[m.source] += len(rows)
             if m.transform is not None:
-                rows = await self._transform(plan.plan_id, m, rows, dropped)
-            pools.append((m, self._map_rows(m, rows, card, recipe, dropped)))
+                rows = await self._transform(plan.plan_id, m, rows, drops[m.source])
+            pools.append((m, self._map_rows(m, rows, card, recipe, drops[m.source])))
         dev_index = None
         if recipe.decontaminate:
             dev_index = overlap.OverlapIndex([d.input for d in await self.env.read_dev()])
@@ -85,13 +88,22 @@ class Curator:
             keep = []
             for ex in pool:
                 if recipe.dedupe and ex.input in seen:
-                    dropped["duplicate"] += 1
+                    drops[m.source]["duplicate"] += 1
                 elif dev_index is not None and dev_index.contaminated(ex.text):
-                    dropped["dev_overlap"] += 1
+                    drops[m.source]["dev_overlap"] += 1
                 else:
                     seen.add(ex.input)
                     keep.append(ex)
             clean.append((m, keep))
+        stats = {}
+        for name in selected:
+            exs = [ex for m, pool in clean if m.source == name for ex in pool]
+            stats[name] = SourceStats(
+                rows=selected[name], dropped=dict(drops[name]), kept=len(exs),
+                input_chars=round(sum(len(e.input) for e in exs) / len(exs), 1) if exs else 0.0,
+                completion_chars=round(sum(len(e.completion) for e in exs) / len(exs), 1) if exs else 0.0,
+                max_completion_chars=max((len(e.completion) for e in exs), default=0))
+        dropped = sum(drops.values(), Counter())
         kept = self._mix(clean, recipe, rng)
         if recipe.max_examples is not None:
             kept = kept[: recipe.max_examples]
@@ -105,6 +117,7 @@ class Curator:
             per_source=dict(Counter(e.source for e in kept)),
             dropped=dict(dropped),
             samples=kept[:N_SAMPLES],
+            sources=stats,
         )
 
     async def _transform(
@@ -113,9 +126,8 @@ class Curator:
         """The mapping's agent-written transform, run in the sandbox; None drops a row."""
         import asyncio
 
-        selected = [r for r in rows if all(str(r.get(k)) == v for k, v in m.where.items())]
         ws = self.workspace / plan_id / "sandbox"
-        results = await asyncio.to_thread(sandbox.run, m.transform or "", "transform", selected, ws)
+        results = await asyncio.to_thread(sandbox.run, m.transform or "", "transform", rows, ws)
         out = []
         for i, r in enumerate(results):
             if r is None:
@@ -130,9 +142,7 @@ class Curator:
         self, m: SourceMapping, rows: list[dict[str, Any]], card: TaskCard, recipe: DataRecipe, dropped: Counter[str]
     ) -> list[Example]:
         out: list[Example] = []
-        for row in rows:
-            if any(str(row.get(k)) != v for k, v in m.where.items()):
-                continue
+        for row in rows:  # rows the mapping's ``where`` selected
             answer = render(m.answer, row, m.source).strip()
             completion = card.answer_template.format(answer=answer)
             if m.rationale:

@@ -12,15 +12,17 @@ repeating the parent's training from the base model.
 from __future__ import annotations
 
 from ftdojo.backbones import PlannerBackbone
+from ftdojo.dojo import EnvHandle
 from ftdojo.messages import Exchange, LLMUsage, Plan, PlanProposal, ProposeRequest
 from ftdojo.runtime import Handle
 from ftdojo.search import best_node
 
 
 class Planner:
-    def __init__(self, backbone: PlannerBackbone, linear: bool = False) -> None:
+    def __init__(self, backbone: PlannerBackbone, linear: bool = False, env: EnvHandle | None = None) -> None:
         self.backbone = backbone
         self.linear = linear
+        self.env = env  # for the backbone's look-ups of source rows
 
     def usage(self) -> LLMUsage:
         return self.backbone.usage()
@@ -31,7 +33,8 @@ class Planner:
     async def propose(self, req: ProposeRequest) -> Plan:
         card, history = req.card, req.history
         parent = (history[-1] if history and history[-1].status == "ok" else None) if self.linear else best_node(history, card.direction)
-        p: PlanProposal = await self.backbone.propose(card, history, parent, req.base)
+        lookup = self.env.lookup if self.env is not None else None
+        p: PlanProposal = await self.backbone.propose(card, history, parent, req.base, req.left, lookup)
         train = p.train
         steps = max(1, min(train.steps, req.steps_left))
         init = train.init if parent is not None else "base"  # nothing to continue without a parent

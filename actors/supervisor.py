@@ -41,6 +41,7 @@ from ftdojo.messages import (
     Plan,
     PromptSpec,
     ProposeRequest,
+    Remaining,
     RunKey,
     RunRecord,
     RunState,
@@ -193,7 +194,7 @@ class RunSupervisor:
                 self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision,
                                                     workers=r.workers, sharding=r.sharding, evaluation=self.profile.evaluation)
             case "planner":
-                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens), a.search == "linear")
+                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens), a.search == "linear", self.env)
             case "diagnostician":
                 self.diagnostician = self.spawner.spawn(DiagnosticianHandle, a.feedback == "scalar", backbones.make(a.backbone, tokens))
 
@@ -218,8 +219,16 @@ class RunSupervisor:
         total = sum(llm[1:], llm[0])
         return env.model_copy(update={
             "llm_tokens": total.tokens, "llm_requests": total.requests, "llm_retries": total.retries,
-            "llm_cache_hits": total.cache_hits, "llm_cost_usd": total.tokens * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6,
+            "llm_cache_hits": total.cache_hits, "llm_lookups": total.lookups, "llm_cost_usd": total.tokens * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6,
         })
+
+    async def _left(self) -> Remaining:
+        """The budget left, as the planner is told it."""
+        b, used = self.card.budget, await self.usage()
+        tokens = self.profile.budget.max_llm_tokens
+        return Remaining(train_steps=max(0, b.max_train_steps - used.train_steps), dev_evals=max(0, b.max_dev_evals - used.dev_evals),
+                         wall_s=round(max(0.0, b.max_wall_s - used.wall_s), 1), llm_tokens=max(0, tokens - used.llm_tokens) if tokens else None,
+                         iterations=max(0, b.max_iterations - sum(e.train is not None for e in self.experiments)))
 
     async def _transcript(self) -> dict[str, Any]:
         """The run's exchanges with language models, from every actor that had one, in time order."""
@@ -251,7 +260,7 @@ class RunSupervisor:
         planner = self._need(self.planner, "planner")
         try:
             plan = await planner.propose(ProposeRequest(card=self.card, history=self.experiments, base=self.train,
-                                                        steps_left=steps_left, prompt=prompt))
+                                                        steps_left=steps_left, prompt=prompt, left=await self._left()))
             await self._event("plan", plan.plan_id, time.perf_counter() - t0, parent=plan.parent, hypothesis=plan.hypothesis,
                               sources=[m.source for m in plan.recipe.sources], steps=plan.train.steps, lr=plan.train.lr)
             return plan

@@ -52,6 +52,8 @@ class BackboneConfig(BaseModel):
     off relies on validate-and-retry alone. Either way every answer is validated."""
     cache: Literal["off", "record", "replay", "auto"] = "auto"
     """On-disk request cache: auto replays hits and records misses; replay fails on a miss."""
+    max_lookups: int = Field(3, ge=0)
+    """Look-ups of source rows the planner may ask for before each plan (their text counts as tokens)."""
     usd_per_1m_tokens: float = Field(0.0, ge=0)
     """Price used for the report's cost figures (prompt and completion tokens together)."""
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from ftdojo import datafiles, evaluation, overlap, repository, runtime
 from ftdojo.runtime import Handle
 from ftdojo.errors import AccessDenied, BudgetExceeded, UserError
-from ftdojo.messages import Budget, Candidate, DevItem, EvalBackend, EvalReport, Provenance, SourceInfo, SourceRows, TaskCard, Usage
+from ftdojo.messages import (Budget, Candidate, DevItem, EvalBackend, EvalReport, Provenance, RowLookup, SourceInfo, SourceRows,
+                             TaskCard, Usage)
 from ftdojo.datafiles import atomic_write_text
 from ftdojo.paths import code_version, sealed_dir, sha256_file, sha256_json
 from ftdojo.tasking import Row, TaskSpec
@@ -96,6 +97,11 @@ class DojoEnv:
         spec = self._domain.source(name)
         return datafiles.read_rows(self._raw / f"{spec.name}.{spec.format}", spec.format)
 
+    def lookup(self, req: RowLookup) -> SourceRows:
+        """A window of a source's rows (those whose fields equal ``req.where``), for a planner's look-up."""
+        rows = [r for r in self._rows(req.source) if all(str(r.get(k)) == v for k, v in req.where.items())]
+        return SourceRows.of(req.source, rows[req.offset : req.offset + req.n])
+
     def read_dev(self) -> list[DevItem]:
         return [DevItem(**item) for item in self._dev]
 
@@ -147,6 +153,9 @@ class EnvHandle(Handle):
 
     async def read_dev(self) -> list[DevItem]:
         return await self._call(DojoEnv.read_dev)
+
+    async def lookup(self, req: RowLookup) -> SourceRows:
+        return await self._call(DojoEnv.lookup, req)
 
     async def charge_train_steps(self, steps: int) -> None:
         await self._call(DojoEnv.charge_train_steps, steps)

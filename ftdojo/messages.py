@@ -355,6 +355,24 @@ class Example(Message):
         return f"{self.input}\n{self.completion}"
 
 
+class SourceStats(Message):
+    """What curation did to one source of a recipe: rows in, rows dropped by each filter, examples out."""
+
+    kind: Literal["source_stats"] = "source_stats"
+    rows: int
+    """Rows of the source its mapping selected (``where``)."""
+    dropped: dict[str, int] = Field(default_factory=dict)
+    """Rows dropped, per filter (transform, short_answer, unparseable, verifier, duplicate, dev_overlap)."""
+    kept: int
+    """Examples left after the filters (before mixing by weight)."""
+    input_chars: float = 0.0
+    """Mean characters of a kept example's input."""
+    completion_chars: float = 0.0
+    """Mean characters of a kept example's completion (rationale and answer)."""
+    max_completion_chars: int = 0
+    """The longest kept completion."""
+
+
 class CuratedData(Message):
     """What the curator built from a recipe."""
 
@@ -373,6 +391,8 @@ class CuratedData(Message):
     """Rows dropped per reason."""
     samples: list[Example]
     """A few examples, for humans and the validator."""
+    sources: dict[str, SourceStats] = Field(default_factory=dict)
+    """Per source: rows in, drops per filter, examples out, lengths."""
 
 
 class Check(Message):
@@ -572,6 +592,46 @@ class PlanProposal(Message):
     """Training configuration."""
 
 
+class Remaining(Message):
+    """What is left of a run's budget when the planner is asked."""
+
+    kind: Literal["remaining"] = "remaining"
+    train_steps: int
+    """Optimizer steps."""
+    dev_evals: int
+    """Dev evaluations."""
+    wall_s: float
+    """Seconds of wall time."""
+    llm_tokens: int | None = None
+    """LLM tokens (None: no cap)."""
+    iterations: int = 0
+    """Training iterations the agent may still start."""
+
+
+class RowLookup(Message):
+    """A planner's request for more rows of a raw source (answered before it plans; bounded per iteration)."""
+
+    kind: Literal["row_lookup"] = "row_lookup"
+    source: str
+    """Source name from the catalog."""
+    where: dict[str, str] = Field(default_factory=dict)
+    """Only rows whose fields equal these values."""
+    offset: int = Field(0, ge=0)
+    """Skip this many matching rows."""
+    n: int = Field(5, ge=1, le=20)
+    """Rows to return (at most 20)."""
+
+
+class LookupRequest(Message):
+    """The planner's answer when it wants to see rows before planning."""
+
+    kind: Literal["lookup_request"] = "lookup_request"
+    lookup: RowLookup
+    """Which rows."""
+    why: str = ""
+    """What the planner wants to learn from them."""
+
+
 class ProposeRequest(Message):
     """What the planner is asked: propose the next plan."""
 
@@ -586,6 +646,8 @@ class ProposeRequest(Message):
     """Optimizer steps left in the budget."""
     prompt: PromptSpec = PromptSpec()
     """Prompt format for a plan without a parent."""
+    left: Remaining | None = None
+    """The budget left (None: not given)."""
 
 
 class Verdict(Message):
@@ -670,10 +732,13 @@ class LLMUsage(Message):
     """Re-asks after an answer that did not validate."""
     cache_hits: int = 0
     """Answers replayed from the on-disk cache."""
+    lookups: int = 0
+    """Source rows the planner asked to see before planning (their text is charged as prompt tokens)."""
 
     def __add__(self, other: LLMUsage) -> LLMUsage:
         return LLMUsage(tokens=self.tokens + other.tokens, requests=self.requests + other.requests,
-                        retries=self.retries + other.retries, cache_hits=self.cache_hits + other.cache_hits)
+                        retries=self.retries + other.retries, cache_hits=self.cache_hits + other.cache_hits,
+                        lookups=self.lookups + other.lookups)
 
 
 class Exchange(Message):
@@ -716,6 +781,8 @@ class Usage(Message):
     """Backbone re-asks."""
     llm_cache_hits: int = 0
     """Backbone answers from the cache."""
+    llm_lookups: int = 0
+    """Source look-ups the planner made."""
     llm_cost_usd: float = 0.0
     """Backbone tokens at the configured price."""
 

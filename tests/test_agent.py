@@ -154,7 +154,7 @@ class BrokenPlans:
     async def diagnose(self, exp, rules) -> Verdict:
         return Verdict(decision=rules.decision)
 
-    async def propose(self, card, history, parent, base):
+    async def propose(self, card, history, parent, base, left=None, lookup=None):
         good = SourceMapping(source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")
         cases = [
             (DataRecipe(sources=[good.model_copy(update={"answer": "x is {solution}"})]), base, "wrong format"),

@@ -134,7 +134,7 @@ def test_a_plan_that_sets_resources_is_refused_and_the_schema_does_not_offer_the
 
 
 def _cfg(url: str, model: str, **kw) -> BackboneConfig:
-    return BackboneConfig(kind="llm", model=model, base_url=url, max_retries=1, cache="off", **kw)  # type: ignore[arg-type]
+    return BackboneConfig(kind="llm", model=model, base_url=url, cache="off", **{"max_retries": 1, **kw})  # type: ignore[arg-type]
 
 
 def test_a_reasoning_model_gets_requests_it_accepts_from_the_first_one(tmp_path) -> None:
@@ -223,3 +223,80 @@ def test_ft_agent_plans_come_from_a_reasoning_model(math_domain, tmp_path) -> No
     trained = [e for e in rec.experiments if e.status != "failed"]
     assert trained and all(e.plan is not None and e.plan.hypothesis == "drills in the answer format" for e in trained)
     assert rec.usage.llm_requests == len(srv.requests) >= 2
+
+
+def test_the_planner_sees_dev_errors_budget_left_curation_and_rows_it_looks_up(math_domain, tmp_path) -> None:
+    """Two iterations of FT-Agent on an LLM endpoint. Before its first plan the model looks up rows of a
+    source (they come back in the next request, are counted, and cost prompt tokens); its second plan is
+    asked with the first experiment's dev errors (input, gold, the model's output), the budget left and
+    what curation did to each source."""
+    import yaml
+
+    from actors.supervisor import RunSupervisor
+    from ftdojo.messages import RunKey
+
+    plan = json.dumps({"hypothesis": "drills", "recipe": DataRecipe(sources=[SourceMapping(
+        source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")]).model_dump(),
+        "train": TrainConfig(steps=2, batch_size=4, lr=2e-3).model_dump()})
+    look = json.dumps({"lookup": {"source": "algebra_drills", "where": {}, "offset": 3, "n": 4}, "why": "see the drill format"})
+    verdict = json.dumps({"findings": [], "decision": "continue"})
+    planner_calls = []
+
+    def reply(body: dict) -> str:
+        if "diagnostician" in body["messages"][0]["content"][:200]:
+            return verdict
+        planner_calls.append(body)
+        return look if len(planner_calls) == 1 else plan
+
+    with ScriptedLLM(reply, count_tokens=True) as srv:
+        agent_yaml = tmp_path / "looker.yaml"
+        agent_yaml.write_text(yaml.safe_dump({"name": "ft-agent-looker", "policy": "ft-agent",
+                                              "backbone": {"kind": "llm", "model": "scripted", "base_url": srv.url, "cache": "off"}}))
+        prof = config.load_profile("tiny", ["budget.max_iterations=2", "budget.max_train_steps=50"])
+        key = RunKey(task="math-linear", agent="ft-agent-looker", seed=0, profile="tiny", config_hash="0" * 16)
+        rec = asyncio.run(RunSupervisor(key, config.load_agent(str(agent_yaml)), prof, str(tmp_path / "ws")).run())
+    assert rec.status == "ok" and len(rec.experiments) == 2 and rec.usage.llm_lookups == 1
+    first, after_look, second = planner_calls
+    rows = json.loads(after_look["messages"][-1]["content"])
+    from ftdojo import datafiles, repository
+    from ftdojo.registry import get_domain
+
+    raw = datafiles.read_rows(repository.materialize(get_domain("math")) / "algebra_drills.csv", "csv")
+    assert rows["lookup"]["source"] == "algebra_drills" and [r["equation"] for r in rows["rows"]] == [r["equation"] for r in raw[3:7]]
+    assert rows["lookups_left"] == 2 and after_look["messages"][-2] == {"role": "assistant", "content": look}
+    tokens = [x.tokens for x in rec.transcript if x.role == "planner"]
+    assert tokens[1] - tokens[0] >= len(after_look["messages"][-1]["content"]) // 4  # the rows are charged as prompt tokens
+    asked = json.loads(second["messages"][1]["content"])
+    it0 = asked["history"][0]
+    assert it0["dev"]["errors"] and {"input", "expected", "output", "extracted", "category"} <= set(it0["dev"]["errors"][0])
+    assert len(it0["dev"]["errors"]) <= 5 and all(len(e["output"]) <= 330 for e in it0["dev"]["errors"])
+    drills = it0["curation"]["sources"]["algebra_drills"]
+    assert drills["rows"] == len(raw) and drills["kept"] == it0["curation"]["per_source"]["algebra_drills"] and "dropped" in drills
+    assert drills["completion_chars"] > 0
+    left = asked["budget_left"]
+    assert left["train_steps"] == 50 - 2 and left["iterations"] == 1 and left["dev_evals"] == prof.budget.max_dev_evals - 1
+    assert json.loads(first["messages"][1]["content"])["budget_left"]["train_steps"] == 50
+
+
+def test_look_ups_are_bounded_and_an_unknown_source_is_answered_with_the_error(tmp_path) -> None:
+    """max_lookups=2: an unknown source gets the environment's error back (it still counts), the second look-up
+    is the last, and a third asked for instead of a plan does not validate: the model is told and plans."""
+    from ftdojo.errors import UnknownName
+    from ftdojo.messages import SourceRows
+
+    async def lookup(req):
+        if req.source != "s":
+            raise UnknownName("source", req.source, ["s"])
+        return SourceRows.of("s", [{"q": f"q{i}", "a": str(i)} for i in range(req.offset, req.offset + req.n)])
+
+    ask = lambda src: json.dumps({"lookup": {"source": src, "n": 2}})  # noqa: E731
+    with ScriptedLLM([ask("nope"), ask("s"), ask("s"), GOOD]) as srv:
+        bb = LLMBackbone(_cfg(srv.url, "gpt-4o-mini", max_lookups=2), cache_dir=tmp_path)
+        plan = asyncio.run(bb.propose(CARD, [], None, TrainConfig(), lookup=lookup))
+    assert plan.train.steps == 42 and bb.usage().lookups == 2 and bb.usage().retries == 1 and len(srv.requests) == 4
+    error = json.loads(srv.requests[1]["messages"][-1]["content"])
+    assert "unknown source 'nope'; valid: s" in error["error"] and error["lookups_left"] == 1
+    rows = json.loads(srv.requests[2]["messages"][-1]["content"])
+    assert rows["rows"] == [{"q": "q0", "a": "0"}, {"q": "q1", "a": "1"}] and rows["next"] == "reply with a plan"
+    assert "PlannerAnswer" in json.dumps(srv.requests[0]["response_format"]) and srv.requests[2]["response_format"]["json_schema"]["name"] == "PlanProposal"
+    assert "did not validate" in srv.requests[3]["messages"][-1]["content"]

@@ -11,7 +11,7 @@ from pydantic_core import to_jsonable_python
 from ftdojo import datafiles, evaluation, paths, repository
 from ftdojo.dojo import DojoEnv, Referee
 from ftdojo.errors import AccessDenied, BudgetExceeded, UnknownName
-from ftdojo.messages import Budget, Candidate, PromptSpec
+from ftdojo.messages import Budget, Candidate, PromptSpec, RowLookup
 
 
 @pytest.fixture()
@@ -28,6 +28,7 @@ def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) 
     test_inputs = _test_inputs(math_domain)
     outputs = [env.describe(), env.read_dev(), env.evaluate(Candidate(base_model=tiny_model)), env.usage()]
     outputs += [env.read_source(s.name) for s in math_domain.sources if s.role != "leak"]
+    outputs += [env.lookup(RowLookup(source=s.name, n=20)) for s in math_domain.sources if s.role != "leak"]
     blob = json.dumps(to_jsonable_python(outputs), default=str)
     # the leak trap is agent-readable by design (its rows are near-copies of test items, and the card
     # shows a few); a run that trains on it is flagged. Nothing else may carry a test item.
@@ -39,7 +40,7 @@ def test_no_agent_facing_call_returns_a_test_item(env, math_domain, tiny_model) 
     sealed_root = str(repository.sealed_path(math_domain.tasks[0], math_domain).parents[2])
     assert sealed_root not in json.dumps({k: str(v) for k, v in vars(env).items()})
     public = {n for n, _ in inspect.getmembers(env, inspect.ismethod) if not n.startswith("_")}
-    assert public == {"describe", "read_source", "read_dev", "evaluate", "charge_train_steps", "check_wall", "usage"}
+    assert public == {"describe", "read_source", "lookup", "read_dev", "evaluate", "charge_train_steps", "check_wall", "usage", "release"}
 
 
 def test_source_names_cannot_be_paths(env) -> None:
@@ -48,6 +49,8 @@ def test_source_names_cannot_be_paths(env) -> None:
             env.read_source(bad)
     with pytest.raises(UnknownName, match="valid: algebra_drills"):
         env.read_source("nope")
+    with pytest.raises(AccessDenied):
+        env.lookup(RowLookup(source="../../sealed/math/x"))
 
 
 def test_dev_evaluations_and_train_steps_are_charged(env, tiny_model) -> None:

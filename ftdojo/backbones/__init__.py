@@ -15,18 +15,19 @@ from __future__ import annotations
 from typing import Protocol
 
 from ftdojo.backbones.heuristic import HeuristicBackbone
-from ftdojo.backbones.llm import BackboneError, LLMBackbone
+from ftdojo.backbones.llm import BackboneError, LLMBackbone, Lookup
 from ftdojo.config import BackboneConfig
-from ftdojo.messages import Exchange, Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
+from ftdojo.messages import Exchange, Experiment, Feedback, LLMUsage, PlanProposal, Remaining, TaskCard, TrainConfig, Verdict
 
-__all__ = ["BackboneError", "DiagnosticianBackbone", "HeuristicBackbone", "LLMBackbone", "PlannerBackbone", "make"]
+__all__ = ["BackboneError", "DiagnosticianBackbone", "HeuristicBackbone", "LLMBackbone", "Lookup", "PlannerBackbone", "make"]
 
 
 class PlannerBackbone(Protocol):
     """Reasons out the next plan: what to train on and how."""
 
     async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None,
-                      base: TrainConfig) -> PlanProposal: ...
+                      base: TrainConfig, left: Remaining | None = None, lookup: Lookup | None = None) -> PlanProposal: ...
+    """``left``: the budget that is left; ``lookup``: fetches more rows of a source (a backbone may ignore both)."""
 
     def usage(self) -> LLMUsage: ...
 

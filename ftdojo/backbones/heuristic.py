@@ -40,7 +40,9 @@ class HeuristicBackbone:
         """The rules' decision stands; the heuristic adds no findings of its own."""
         return Verdict(decision=rules.decision)
 
-    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig) -> PlanProposal:
+    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig,
+                      left: object = None, lookup: object = None) -> PlanProposal:
+        """The rules read the card and the tree; they need neither the budget left nor more rows."""
         hypothesis, recipe, train = self._rules(card, history, parent, base)
         return PlanProposal(hypothesis=hypothesis, recipe=recipe, train=train)
 

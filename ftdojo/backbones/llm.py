@@ -15,19 +15,23 @@ import json
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from ftdojo import paths, prompts
 from ftdojo.config import BackboneConfig
 from ftdojo.datafiles import atomic_write_text
-from ftdojo.errors import BudgetExceeded, RunError
-from ftdojo.messages import Exchange, Experiment, Feedback, LLMUsage, PlanProposal, TaskCard, TrainConfig, Verdict
+from ftdojo.errors import BudgetExceeded, FtdojoError, RunError
+from ftdojo.messages import (Exchange, Experiment, Feedback, LLMUsage, LookupRequest, PlanProposal, Remaining, RowLookup, SourceRows,
+                             TaskCard, TrainConfig, Verdict)
 
 
 HISTORY_SHOWN = 6
+Lookup = Callable[[RowLookup], Awaitable[SourceRows]]
+"""Fetches the rows a planner's look-up names (the run's environment answers it)."""
 REASONING = re.compile(r"^(o\d|gpt-5)")
 """OpenAI's reasoning families by model name: they take max_completion_tokens and only the default temperature."""
 CAPS = {"chat": 1024, "reasoning": 16384}
@@ -85,13 +89,37 @@ def _json_block(text: str) -> str:
     return m.group(0) if m else text
 
 
-def summarize(exp: Experiment) -> dict[str, Any]:
-    """A compact, model-readable view of one experiment."""
+CLIP = 300
+"""Characters of one shown text (a dev input or output, a row's value) before it is cut."""
+ERRORS_SHOWN = 5
+"""Dev errors shown per experiment, for the latest ``ERRORED_SHOWN`` experiments."""
+ERRORED_SHOWN = 2
+
+
+def clip(value: Any, n: int = CLIP) -> Any:
+    """A text cut to ``n`` characters with the length it had; other values as they are (the same cut for every model)."""
+    if isinstance(value, str) and len(value) > n:
+        return value[:n] + f"…[{len(value)} chars]"
+    return value
+
+
+class PlannerAnswer(RootModel[PlanProposal | LookupRequest]):
+    """The planner's answer while it may still look at rows: a plan, or a look-up."""
+
+    label: ClassVar[str] = "PlanProposal or LookupRequest"
+
+
+def summarize(exp: Experiment, errors: int = 0) -> dict[str, Any]:
+    """A compact, model-readable view of one experiment (with up to ``errors`` of its dev errors)."""
     out: dict[str, Any] = {"id": exp.id, "parent": exp.parent, "status": exp.status, "error": exp.error}
     if exp.plan:
         out["hypothesis"] = exp.plan.hypothesis
         out["recipe"] = exp.plan.recipe.model_dump(exclude={"kind"})
         out["train"] = exp.plan.train.model_dump(include={"steps", "lr", "batch_size", "max_length", "method", "init"})
+    if exp.curated:
+        c = exp.curated
+        out["curation"] = {"examples": c.n_examples, "per_source": c.per_source, "dropped": c.dropped,
+                           "sources": {k: v.model_dump(exclude={"kind"}) for k, v in c.sources.items()}}
     if exp.validation:
         out["checks"] = {c.name: f"{c.status}: {c.reason}" for c in exp.validation.checks if c.status != "pass"}
     if exp.train and exp.train.losses:
@@ -100,6 +128,8 @@ def summarize(exp: Experiment) -> dict[str, Any]:
         out["source_losses"] = {k: round(v, 4) for k, v in exp.train.source_losses.items()}
     if exp.dev:
         out["dev"] = {"score": exp.dev.score, "parse_failure_rate": exp.dev.parse_failure_rate, "per_category": exp.dev.per_category}
+        if errors and exp.dev.errors:
+            out["dev"]["errors"] = [{k: clip(v) for k, v in e.model_dump(exclude={"kind"}).items()} for e in exp.dev.errors[:errors]]
     if exp.feedback:
         out["feedback"] = [f"{f.level}/{f.code}: {f.message}" for f in exp.feedback.findings] + [f"decision: {exp.feedback.decision}"]
     return out
@@ -129,16 +159,45 @@ class LLMBackbone:
     def _spend(self, **more: int) -> None:
         self.spent = self.spent + LLMUsage(**more)
 
-    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig) -> PlanProposal:
-        schema = json.dumps(PlanProposal.model_json_schema())
+    async def propose(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig,
+                      left: Remaining | None = None, lookup: Lookup | None = None) -> PlanProposal:
+        shown = history[-HISTORY_SHOWN:]
+        looks = self.cfg.max_lookups if lookup is not None else 0
         user = json.dumps({
             "task": card.model_dump(exclude={"kind", "budget"}),
             "budget": card.budget.model_dump(exclude={"kind"}),
-            "history": [summarize(e) for e in history[-HISTORY_SHOWN:]],
+            "budget_left": left.model_dump(exclude={"kind"}) if left else None,
+            "history": [summarize(e, ERRORS_SHOWN if i >= len(shown) - ERRORED_SHOWN else 0) for i, e in enumerate(shown)],
             "branch_from": parent.id if parent else None,
             "default_train": base.model_dump(exclude={"kind"}),
+            "lookups_left": looks,
         }, default=str)
-        return await self.structured(prompts.load("planner").replace("{schema}", schema), user, PlanProposal, "planner")
+        system = prompts.load("planner").replace("{lookups}", str(looks))
+        messages = [{"role": "system", "content": system.replace("{schema}", json.dumps(PlannerAnswer.model_json_schema() if looks
+                                                                                           else PlanProposal.model_json_schema()))},
+                    {"role": "user", "content": user}]
+        while True:
+            answer, messages = await self._ask(messages, PlannerAnswer if looks else PlanProposal, "planner")
+            got = answer.root if isinstance(answer, PlannerAnswer) else answer
+            if isinstance(got, PlanProposal):
+                return got
+            looks -= 1
+            self._spend(lookups=1)
+            messages.append({"role": "user", "content": await self._look(got.lookup, lookup, looks)})  # type: ignore[arg-type]
+            if not looks:  # the last look-up is answered; a plan must follow
+                messages[0] = {"role": "system", "content": system.replace("{schema}", json.dumps(PlanProposal.model_json_schema()))}
+                answer, _ = await self._ask(messages, PlanProposal, "planner")
+                return answer
+
+    async def _look(self, req: RowLookup, lookup: Lookup, left: int) -> str:
+        """The rows a look-up asked for, as the next user message (an unknown source's error instead)."""
+        try:
+            rows = await lookup(req)
+        except FtdojoError as e:
+            return json.dumps({"lookup": req.model_dump(exclude={"kind"}), "error": str(e), "lookups_left": left})
+        shown = [{k: clip(v) for k, v in r.items()} for r in rows.dicts()]
+        return json.dumps({"lookup": req.model_dump(exclude={"kind"}), "rows": shown, "lookups_left": left,
+                           "next": "reply with a plan" if not left else "reply with a plan or another look-up"}, default=str)
 
     async def diagnose(self, exp: Experiment, rules: Feedback) -> Verdict:
         schema = json.dumps(Verdict.model_json_schema())
@@ -146,12 +205,16 @@ class LLMBackbone:
         return await self.structured(prompts.load("diagnostician").replace("{schema}", schema), user, Verdict, "diagnostician")
 
     async def structured(self, system: str, user: str, model: type[BaseModel], role: str = "planner") -> Any:
-        messages: list[dict[str, str]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return (await self._ask([{"role": "system", "content": system}, {"role": "user", "content": user}], model, role))[0]
+
+    async def _ask(self, messages: list[dict[str, str]], model: type[BaseModel], role: str) -> tuple[Any, list[dict[str, str]]]:
+        """An answer that validates as ``model``, and the conversation with it appended."""
+        messages = list(messages)
         error = ""
         for attempt in range(self.cfg.max_retries + 1):
             text = await self.complete(messages, model, role)
             try:
-                return model.model_validate_json(_json_block(text))
+                return model.model_validate_json(_json_block(text)), messages + [{"role": "assistant", "content": text}]
             except ValidationError as e:
                 error = "; ".join(f"{'.'.join(map(str, x['loc'])) or '(root)'}: {x['msg']}" for x in e.errors()[:5])
                 self._spend(retries=int(attempt < self.cfg.max_retries))
@@ -159,7 +222,7 @@ class LLMBackbone:
                     {"role": "assistant", "content": text},
                     {"role": "user", "content": prompts.load("retry").strip().replace("{error}", error)},
                 ]
-        raise BackboneError(f"no valid {model.__name__} from {self.cfg.model} after {self.cfg.max_retries + 1} attempts: {error}")
+        raise BackboneError(f"no valid {getattr(model, 'label', model.__name__)} from {self.cfg.model} after {self.cfg.max_retries + 1} attempts: {error}")
 
     def _key(self, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> str:
         # the configured settings, not the URL (replays survive a moved server) nor what a refusal adjusted
