@@ -20,6 +20,7 @@ from ftdojo.errors import SandboxViolation, UserError
 from ftdojo.messages import (
     CuratedData,
     DataRecipe,
+    DataScript,
     Example,
     Plan,
     SourceMapping,
@@ -51,8 +52,9 @@ def render(template: str, row: dict[str, Any], source: str) -> str:
 class Curator:
     """Builds training sets; holds a handle to the run's DojoEnv (plain or actor)."""
 
-    def __init__(self, env: EnvHandle, workspace: str, seed: int = 0) -> None:
+    def __init__(self, env: EnvHandle, workspace: str, seed: int = 0, limits: sandbox.Limits = sandbox.Limits()) -> None:
         self.env = env
+        self.limits = limits  # of agent-written code (transforms and data scripts)
         self.workspace = Path(workspace)
         self.seed = seed
         self._card: TaskCard | None = None
@@ -79,6 +81,16 @@ class Curator:
             if m.transform is not None:
                 rows = await self._transform(plan.plan_id, m, rows, drops[m.source])
             pools.append((m, self._map_rows(m, rows, card, recipe, drops[m.source])))
+        for script in recipe.scripts:
+            if script.name in selected:
+                raise RecipeError(f"recipe script {script.name!r}: the name is taken by a source of the recipe; give the script another name")
+            made = await self._script(plan.plan_id, script)
+            selected[script.name] += len(made)
+            for with_rationale in (False, True):
+                m = SourceMapping(source=script.name, prompt="{input}", answer="{answer}", weight=script.weight,
+                                  rationale="{rationale}" if with_rationale else None)
+                rows = [r for r in made if bool(r.get("rationale")) == with_rationale]
+                pools.append((m, self._map_rows(m, rows, card, recipe, drops[script.name])))
         dev_index = None
         if recipe.decontaminate:
             dev_index = overlap.OverlapIndex([d.input for d in await self.env.read_dev()])
@@ -127,7 +139,7 @@ class Curator:
         import asyncio
 
         ws = self.workspace / plan_id / "sandbox"
-        results = await asyncio.to_thread(sandbox.run, m.transform or "", "transform", rows, ws)
+        results = await asyncio.to_thread(sandbox.run, m.transform or "", "transform", rows, ws, self.limits)
         out = []
         for i, r in enumerate(results):
             if r is None:
@@ -137,6 +149,27 @@ class Curator:
             else:
                 raise SandboxViolation("bad_output", f"source {m.source!r}: transform returned {type(r).__name__} for row {i}; return a dict or None")
         return out
+
+    async def _script(self, plan_id: str, script: DataScript) -> list[dict[str, str]]:
+        """The script's examples, made in the sandbox from whole sources (typed errors as for a transform)."""
+        import asyncio
+
+        sources = {name: (await self.env.read_source(name)).dicts() for name in script.inputs}
+        n, cap = sum(len(v) for v in sources.values()), self.limits.max_rows
+        if n > cap:
+            raise SandboxViolation("bad_output", f"script {script.name!r}: {n} input rows exceed the sandbox limit of {cap}")
+        code = script.code + "\n\ndef _ftdojo_script(job):\n    return script(job)\n"  # the entry: the sandbox calls it once
+        ws = self.workspace / plan_id / "sandbox"
+        [made] = await asyncio.to_thread(sandbox.run, code, "_ftdojo_script", [sources], ws, self.limits)
+        if not isinstance(made, list):
+            raise SandboxViolation("bad_output", f"script {script.name!r} returned {type(made).__name__}; return a list of "
+                                                 '{"input": ..., "answer": ..., "rationale": ...} dicts')
+        for i, ex in enumerate(made):
+            if not (isinstance(ex, dict) and isinstance(ex.get("input"), str) and isinstance(ex.get("answer"), (str, int, float))
+                    and isinstance(ex.get("rationale", ""), str)):
+                raise SandboxViolation("bad_output", f"script {script.name!r}: example {i} is not "
+                                                     '{"input": str, "answer": str, "rationale": str (optional)}')
+        return [{"input": ex["input"], "answer": str(ex["answer"]), "rationale": ex.get("rationale", "")} for ex in made]
 
     def _map_rows(
         self, m: SourceMapping, rows: list[dict[str, Any]], card: TaskCard, recipe: DataRecipe, dropped: Counter[str]

@@ -185,12 +185,32 @@ class SourceMapping(Message):
     row before the templates: return the row's new fields, or None to drop it."""
 
 
+class DataScript(Message):
+    """Agent-written Python over whole sources, for what one row at a time cannot do (joins, deduplication
+    across rows, augmentation): ``script(sources)`` gets ``{name: [row, ...]}`` for its ``inputs`` and returns
+    examples ``{"input": ..., "answer": ..., "rationale": ... (optional)}``; it runs in the sandbox
+    (standard library only, no network, no files but its own), and its examples go through the recipe's
+    filters like any source's."""
+
+    kind: Literal["data_script"] = "data_script"
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    """Names its examples' source in the statistics (not a catalog name)."""
+    inputs: list[str] = Field(min_length=1)
+    """Catalog names of the sources whose rows it reads."""
+    code: str
+    """Python source defining ``script(sources) -> list[dict]``."""
+    weight: float = Field(1.0, gt=0)
+    """Relative sampling weight when mixing."""
+
+
 class DataRecipe(Message):
     """What the curator builds: sources, mapping, filters, mixing."""
 
     kind: Literal["data_recipe"] = "data_recipe"
     sources: list[SourceMapping]
     """Sources and how each maps into the task format."""
+    scripts: list[DataScript] = Field(default_factory=list)
+    """Data scripts, each making examples from whole sources."""
     dedupe: bool = True
     """Drop exact duplicate prompts."""
     decontaminate: bool = True

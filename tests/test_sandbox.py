@@ -386,3 +386,64 @@ def test_sandboxed_transform_op_in_a_recipe_and_violation_as_feedback(math_domai
     with pytest.raises(SandboxViolation) as e:
         asyncio.run(Curator(env, str(tmp_path)).curate(bad))
     assert e.value.kind in ({"network"} if CAPS["network_isolated"] else {"network", "exception"})
+
+
+DEDUPE_AND_AUGMENT = '''
+def script(sources):
+    seen, out = set(), []
+    for row in sources["algebra_drills"]:          # one equation per solution value: across rows
+        if row["solution"] in seen:
+            continue
+        seen.add(row["solution"])
+        for ask in ("Solve for x: ", "Find x: "):  # augmentation: two phrasings of each
+            out.append({"input": ask + row["equation"], "answer": row["solution"]})
+    for row in sources["worked_solutions"][:5]:    # a second source, with its reasoning
+        out.append({"input": row["problem"], "answer": row["final"], "rationale": row["solution"]})
+    return out
+'''
+
+
+def test_a_data_script_over_whole_sources_changes_the_training_set_as_planned(math_domain, tmp_path) -> None:
+    """A script deduplicating one source across rows, augmenting it, and joining a second source with
+    rationales: the curated set is exactly what the script says, in the task's format, counted per script."""
+    from actors.curator import Curator
+    from ftdojo.dojo import DojoEnv, EnvHandle
+    from ftdojo.messages import Budget, DataRecipe, DataScript, Example, Plan, TrainConfig
+
+    env = EnvHandle(DojoEnv("math-linear", "tiny-random", Budget()))
+    raw = repository.materialize(math_domain)
+    drills = datafiles.read_rows(raw / "algebra_drills.csv", "csv")
+    worked = datafiles.read_rows(raw / "worked_solutions.parquet", "parquet")[:5]
+    first = {}
+    for r in drills:
+        first.setdefault(r["solution"], r)
+    expected = {ask + r["equation"] for r in first.values() for ask in ("Solve for x: ", "Find x: ")} | {r["problem"] for r in worked}
+    script = DataScript(name="drills_once", inputs=["algebra_drills", "worked_solutions"], code=DEDUPE_AND_AUGMENT)
+    recipe = DataRecipe(sources=[], scripts=[script], decontaminate=False)
+    data = asyncio.run(Curator(env, str(tmp_path)).curate(Plan(plan_id="s0", hypothesis="h", recipe=recipe, train=TrainConfig())))
+    examples = datafiles.read_models(Path(data.path), Example)
+    assert {e.input for e in examples} == expected and data.n_examples == len(expected) < len(drills) + 5
+    assert data.per_source == {"drills_once": len(expected)} and data.sources["drills_once"].rows == len(expected)
+    by_input = {e.input: e.completion for e in examples}
+    r = next(iter(first.values()))
+    assert by_input["Find x: " + r["equation"]] == f"Answer: {r['solution']}"
+    assert by_input[worked[0]["problem"]] == f"{worked[0]['solution'].strip()}\nAnswer: {worked[0]['final']}"
+
+
+@pytest.mark.parametrize("code, kinds", [
+    ("import socket\ndef script(sources):\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n", {"network", "exception"}),
+    ("def script(sources):\n    while True:\n        pass\n", {"timeout", "cpu_time"}),
+    ("def script(sources):\n    return [{'input': 'x'}]\n", {"bad_output"}),
+    ("def script(sources):\n    return open('/etc/shadow').read()\n", {"filesystem", "exception", "bad_output"}),
+], ids=["network", "endless", "malformed", "reads-files"])
+def test_a_hostile_data_script_is_contained_like_a_hostile_transform(math_domain, tmp_path, code, kinds) -> None:
+    from actors.curator import Curator
+    from ftdojo.dojo import DojoEnv, EnvHandle
+    from ftdojo.messages import Budget, DataRecipe, DataScript, Plan, TrainConfig
+
+    env = EnvHandle(DojoEnv("math-linear", "tiny-random", Budget()))
+    recipe = DataRecipe(sources=[], scripts=[DataScript(name="evil", inputs=["algebra_drills"], code=code)])
+    with pytest.raises(SandboxViolation) as e:
+        asyncio.run(Curator(env, str(tmp_path), limits=sandbox.Limits(wall_s=5, cpu_s=3)).curate(
+            Plan(plan_id="e0", hypothesis="h", recipe=recipe, train=TrainConfig())))
+    assert e.value.kind in kinds, e.value
