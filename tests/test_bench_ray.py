@@ -269,7 +269,12 @@ def test_an_llm_agents_transcript_crosses_ray_and_lands_beside_its_record(ray_cl
         source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")]).model_dump(),
         "train": TrainConfig(steps=2, batch_size=4, lr=2e-3).model_dump()})
     verdict = json.dumps({"findings": [], "decision": "stop"})
-    reply = lambda body: verdict if "diagnostician" in body["messages"][0]["content"][:200] else plan  # noqa: E731
+    look = json.dumps({"lookup": {"source": "algebra_drills", "n": 2}})  # the planner actor asks the env actor for rows
+
+    def reply(body: dict) -> str:
+        if "diagnostician" in body["messages"][0]["content"][:200]:
+            return verdict
+        return look if len(body["messages"]) == 2 else plan
     with ScriptedLLM(reply) as srv:
         agent = tmp_path / "ft-agent-scripted.yaml"
         agent.write_text(yaml.safe_dump({"name": "ft-agent-scripted", "policy": "ft-agent",
@@ -281,13 +286,15 @@ def test_an_llm_agents_transcript_crosses_ray_and_lands_beside_its_record(ray_cl
     rec = RunRecord.model_validate_json(path.read_text())
     assert rec.status == "ok" and rec.transcript == []  # the exchanges live beside the record, not in it
     exchanges, state = transcripts.read(path, rec.transcript_sha256)
-    assert state == "ok" and [x.role for x in exchanges] == ["planner", "diagnostician"]
+    assert state == "ok" and [x.role for x in exchanges] == ["planner", "planner", "diagnostician"]
     assert [x.request["messages"] for x in exchanges] == [r["messages"] for r in srv.requests]  # what was sent, in order
-    assert [x.reply for x in exchanges] == [plan, verdict] and sum(x.tokens for x in exchanges) == rec.usage.llm_tokens
+    assert [x.reply for x in exchanges] == [look, plan, verdict] and sum(x.tokens for x in exchanges) == rec.usage.llm_tokens
+    rows = json.loads(exchanges[1].request["messages"][-1]["content"])["rows"]  # answered across Ray by the env actor
+    assert rec.usage.llm_lookups == 1 and len(rows) == 2 and set(rows[0]) == {"equation", "solution", "form"}
     capsys.readouterr()
     assert cli.main(["trace", str(path)]) == 0
     shown = capsys.readouterr().out
-    assert "transcript: 2 exchanges, 240 tokens" in shown and "(hash matches the record)" in shown and "#1 diagnostician -> scripted" in shown
+    assert "transcript: 3 exchanges, 360 tokens" in shown and "(hash matches the record)" in shown and "#2 diagnostician -> scripted" in shown
     t = transcripts.path_for(path)
     t.write_text(t.read_text().replace("drills in the answer format", "something else"))
     assert cli.main(["trace", str(path)]) == 0 and "ALTERED" in capsys.readouterr().out

@@ -172,22 +172,18 @@ class LLMBackbone:
             "default_train": base.model_dump(exclude={"kind"}),
             "lookups_left": looks,
         }, default=str)
-        system = prompts.load("planner").replace("{lookups}", str(looks))
-        messages = [{"role": "system", "content": system.replace("{schema}", json.dumps(PlannerAnswer.model_json_schema() if looks
-                                                                                           else PlanProposal.model_json_schema()))},
-                    {"role": "user", "content": user}]
-        while True:
-            answer, messages = await self._ask(messages, PlannerAnswer if looks else PlanProposal, "planner")
+        messages = [{"role": "system", "content": ""}, {"role": "user", "content": user}]
+        while True:  # look-ups while any are left, then a plan
+            model = PlannerAnswer if looks else PlanProposal
+            system = prompts.load("planner").replace("{lookups}", str(looks))
+            messages[0] = {"role": "system", "content": system.replace("{schema}", json.dumps(model.model_json_schema()))}
+            answer, messages = await self._ask(messages, model, "planner")
             got = answer.root if isinstance(answer, PlannerAnswer) else answer
             if isinstance(got, PlanProposal):
                 return got
             looks -= 1
             self._spend(lookups=1)
             messages.append({"role": "user", "content": await self._look(got.lookup, lookup, looks)})  # type: ignore[arg-type]
-            if not looks:  # the last look-up is answered; a plan must follow
-                messages[0] = {"role": "system", "content": system.replace("{schema}", json.dumps(PlanProposal.model_json_schema()))}
-                answer, _ = await self._ask(messages, PlanProposal, "planner")
-                return answer
 
     async def _look(self, req: RowLookup, lookup: Lookup, left: int) -> str:
         """The rows a look-up asked for, as the next user message (an unknown source's error instead)."""
