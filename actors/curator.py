@@ -1,7 +1,9 @@
 """Data curator: executes a DataRecipe against the raw repository.
 
 Per source: select rows (``where``), map fields into the task's input and
-answer format through the mapping's templates, cap rows; then filter
+answer format through the mapping's templates, cap rows; data scripts make
+examples from whole sources in the sandbox, synthesis steps have the data
+model write for a source's rows (``ftdojo.synthesis``); then filter
 (answer length, parseability by the task's own extractor, duplicates,
 overlap with dev), mix by weight and cap the total. The result is a JSONL
 file of ``Example`` rows in the run's workspace plus per-source and
@@ -16,22 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from ftdojo import overlap, sandbox, scoring, templating
+from ftdojo.config import BackboneConfig
 from ftdojo.errors import SandboxViolation, UserError
 from ftdojo.messages import (
     CuratedData,
     DataRecipe,
     DataScript,
     Example,
+    Exchange,
+    LLMUsage,
     Plan,
     SourceMapping,
     SourceStats,
+    Synthesis,
     TaskCard,
 )
 from ftdojo.paths import sha256_file
 from ftdojo.dojo import EnvHandle
 from ftdojo.runtime import Handle
 from ftdojo.registry import get_domain
-from ftdojo.datafiles import write_models
+from ftdojo.datafiles import select, write_models
+from ftdojo.synthesis import DataModel
 
 N_SAMPLES = 5
 
@@ -52,9 +59,11 @@ def render(template: str, row: dict[str, Any], source: str) -> str:
 class Curator:
     """Builds training sets; holds a handle to the run's DojoEnv (plain or actor)."""
 
-    def __init__(self, env: EnvHandle, workspace: str, seed: int = 0, limits: sandbox.Limits = sandbox.Limits()) -> None:
+    def __init__(self, env: EnvHandle, workspace: str, seed: int = 0, limits: sandbox.Limits = sandbox.Limits(),
+                 data_model: BackboneConfig | None = None, data_tokens: int = 0) -> None:
         self.env = env
         self.limits = limits  # of agent-written code (transforms and data scripts)
+        self.data_model = DataModel(data_model, data_tokens) if data_model is not None else None
         self.workspace = Path(workspace)
         self.seed = seed
         self._card: TaskCard | None = None
@@ -76,21 +85,28 @@ class Curator:
         selected: Counter[str] = Counter()
         pools: list[tuple[SourceMapping, list[Example]]] = []
         for m in recipe.sources:
-            rows = [r for r in (await self.env.read_source(m.source)).dicts() if all(str(r.get(k)) == v for k, v in m.where.items())]
+            rows = select((await self.env.read_source(m.source)).dicts(), m.where)
             selected[m.source] += len(rows)
             if m.transform is not None:
                 rows = await self._transform(plan.plan_id, m, rows, drops[m.source])
             pools.append((m, self._map_rows(m, rows, card, recipe, drops[m.source])))
-        for script in recipe.scripts:
-            if script.name in selected:
-                raise RecipeError(f"recipe script {script.name!r}: the name is taken by a source of the recipe; give the script another name")
-            made = await self._script(plan.plan_id, script)
-            selected[script.name] += len(made)
+        steps: list[DataScript | Synthesis] = [*recipe.scripts, *recipe.synthesis]
+        for step in steps:  # examples made by agent-written code or by the data model, as {input, answer, rationale}
+            what = "script" if isinstance(step, DataScript) else "synthesis"
+            if step.name in selected:
+                raise RecipeError(f"recipe {what} {step.name!r}: the name is taken by another source or step of the recipe; "
+                                  "give it another name")
+            if isinstance(step, DataScript):
+                made = await self._script(plan.plan_id, step)
+                selected[step.name] += len(made)
+            else:
+                made, n = await self._synthesize(card, step, drops[step.name])
+                selected[step.name] += n
             for with_rationale in (False, True):
-                m = SourceMapping(source=script.name, prompt="{input}", answer="{answer}", weight=script.weight,
+                m = SourceMapping(source=step.name, prompt="{input}", answer="{answer}", weight=step.weight,
                                   rationale="{rationale}" if with_rationale else None)
                 rows = [r for r in made if bool(r.get("rationale")) == with_rationale]
-                pools.append((m, self._map_rows(m, rows, card, recipe, drops[script.name])))
+                pools.append((m, self._map_rows(m, rows, card, recipe, drops[step.name])))
         dev_index = None
         if recipe.decontaminate:
             dev_index = overlap.OverlapIndex([d.input for d in await self.env.read_dev()])
@@ -171,6 +187,31 @@ class Curator:
                                                      '{"input": str, "answer": str, "rationale": str (optional)}')
         return [{"input": ex["input"], "answer": str(ex["answer"]), "rationale": ex.get("rationale", "")} for ex in made]
 
+    async def _synthesize(self, card: TaskCard, step: Synthesis, dropped: Counter[str]) -> tuple[list[dict[str, str]], int]:
+        """The data model's examples for the step's rows, and how many rows it sent."""
+        if self.data_model is None:
+            raise RecipeError(f"recipe synthesis {step.name!r}: this agent has no data model; set data_model (or an llm "
+                              "backbone) in the agent's config, or drop the step")
+        rows = select((await self.env.read_source(step.source)).dicts(), step.where)[: step.max_rows]
+        pairs = [(render(step.prompt, r, step.source), "" if step.produce == "answer" else render(step.answer, r, step.source).strip())
+                 for r in rows]
+        made, why = await self.data_model.write(card, step, pairs)
+        dropped.update(why)
+        return made, len(rows)
+
+    def usage(self) -> LLMUsage:
+        """What the data model has spent."""
+        return self.data_model.usage() if self.data_model else LLMUsage()
+
+    def transcript(self) -> list[Exchange]:
+        """The data model's exchanges."""
+        return self.data_model.transcript() if self.data_model else []
+
+    def release(self) -> None:
+        """Stop the data model's server, if the run started one."""
+        if self.data_model is not None:
+            self.data_model.release()
+
     def _map_rows(
         self, m: SourceMapping, rows: list[dict[str, Any]], card: TaskCard, recipe: DataRecipe, dropped: Counter[str]
     ) -> list[Example]:
@@ -217,3 +258,12 @@ class CuratorHandle(Handle):
 
     async def curate(self, plan: Plan) -> CuratedData:
         return await self._call(Curator.curate, plan)
+
+    async def usage(self) -> LLMUsage:
+        return await self._call(Curator.usage)
+
+    async def transcript(self) -> list[Exchange]:
+        return await self._call(Curator.transcript)
+
+    async def release(self) -> None:
+        await self._call(Curator.release)

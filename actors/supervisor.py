@@ -41,6 +41,7 @@ from ftdojo.messages import (
     Plan,
     PromptSpec,
     ProposeRequest,
+    LLMUsage,
     Remaining,
     RunKey,
     RunRecord,
@@ -128,6 +129,8 @@ class RunSupervisor:
         final = candidate or Candidate(base_model=p.base_model)
         provenance = referee.provenance(final, p.base_model, self.produced)
         await self.env.release()  # dev evaluation's GPU memory (vLLM's base server) goes before the test's
+        if self.curator is not None:
+            await self.curator.release()  # the bundled data model's server
         try:
             test = referee.finalize(final)
         finally:
@@ -158,10 +161,17 @@ class RunSupervisor:
             wall_s=time.perf_counter() - t0,
             started_at=started,
             code_version=code_version(),
-            prompts={n: prompts.digest(n) for n in ("planner", "diagnostician", "retry")} if self.agent_cfg.backbone.kind == "llm" else {},
+            prompts=self._prompts(),
             placement=self.placement,
             **await self._transcript(),
         )
+
+    def _prompts(self) -> dict[str, str]:
+        """Digests of the model-facing prompts the run's language models could be sent."""
+        a = self.agent_cfg
+        names = ("planner", "diagnostician", "retry") if a.backbone.kind == "llm" else ()
+        names += ("synthesis_rationale", "synthesis_answer", "synthesis_paraphrase") if a.synthesizer else ()
+        return {n: prompts.digest(n) for n in names}
 
     async def _where(self) -> Placement:
         """The run's node, its reservation's devices, and the devices each model-holding process sees."""
@@ -186,7 +196,8 @@ class RunSupervisor:
         ws, r, a, tokens = str(self.workspace), self.resources, self.agent_cfg, self.profile.budget.max_llm_tokens
         match peer:
             case "curator":
-                self.curator = self.spawner.spawn(CuratorHandle, self.env, ws, self.key.seed)
+                self.curator = self.spawner.spawn(CuratorHandle, self.env, ws, self.key.seed, data_model=a.synthesizer,
+                                                  data_tokens=self.profile.budget.max_data_tokens)
             case "trainer":
                 self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision, self.devices,
                                                   r.sharding)
@@ -194,7 +205,10 @@ class RunSupervisor:
                 self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision,
                                                     workers=r.workers, sharding=r.sharding, evaluation=self.profile.evaluation)
             case "planner":
-                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens), a.search == "linear", self.env)
+                writer = a.synthesizer.model if a.synthesizer else ""
+                if a.synthesizer and a.synthesizer.base_url == "bundled":
+                    writer = "the bundled SmolLM2-135M-Instruct, served for the run"
+                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens, writer), a.search == "linear", self.env)
             case "diagnostician":
                 self.diagnostician = self.spawner.spawn(DiagnosticianHandle, a.feedback == "scalar", backbones.make(a.backbone, tokens))
 
@@ -214,12 +228,17 @@ class RunSupervisor:
     async def usage(self) -> Usage:
         env = await self.env.usage()
         llm = [await h.usage() for h in (self.planner, self.diagnostician) if h is not None]
-        if not llm:
+        data = await self.curator.usage() if self.curator is not None and self.agent_cfg.synthesizer else LLMUsage()
+        if not llm and not data.requests + data.cache_hits:
             return env
-        total = sum(llm[1:], llm[0])
+        total = sum(llm, LLMUsage())
+        a = self.agent_cfg
+        price = a.synthesizer.usd_per_1m_tokens if a.synthesizer else 0.0
         return env.model_copy(update={
             "llm_tokens": total.tokens, "llm_requests": total.requests, "llm_retries": total.retries,
-            "llm_cache_hits": total.cache_hits, "llm_lookups": total.lookups, "llm_cost_usd": total.tokens * self.agent_cfg.backbone.usd_per_1m_tokens / 1e6,
+            "llm_cache_hits": total.cache_hits, "llm_lookups": total.lookups,
+            "data_tokens": data.tokens, "data_requests": data.requests, "data_cache_hits": data.cache_hits,
+            "llm_cost_usd": (total.tokens * a.backbone.usd_per_1m_tokens + data.tokens * price) / 1e6,
         })
 
     async def _left(self) -> Remaining:
@@ -228,13 +247,14 @@ class RunSupervisor:
         tokens = self.profile.budget.max_llm_tokens
         return Remaining(train_steps=max(0, b.max_train_steps - used.train_steps), dev_evals=max(0, b.max_dev_evals - used.dev_evals),
                          wall_s=round(max(0.0, b.max_wall_s - used.wall_s), 1), llm_tokens=max(0, tokens - used.llm_tokens) if tokens else None,
+                         data_tokens=max(0, self.profile.budget.max_data_tokens - used.data_tokens),
                          iterations=max(0, b.max_iterations - sum(e.train is not None for e in self.experiments)))
 
     async def _transcript(self) -> dict[str, Any]:
         """The run's exchanges with language models, from every actor that had one, in time order."""
         from ftdojo import transcripts
 
-        got = [x for h in (self.planner, self.diagnostician) if h is not None for x in await h.transcript()]
+        got = [x for h in (self.planner, self.diagnostician, self.curator) if h is not None for x in await h.transcript()]
         if not got:
             return {}
         got.sort(key=lambda x: x.t)

@@ -75,6 +75,8 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
     agent_cfgs = [agents.load(a) for a in agent_names]
     for a in agent_cfgs:
         config.agent_train(a, profile)
+        if why := a.missing_key():
+            raise UserError(why)
     code = paths.code_version()
     runs = []
     for task_id in suite.tasks:
@@ -151,7 +153,7 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
             run = queue.pop(0)
             group = runtime.reserve(r.cpus, r.gpus)
             actor = runtime.start_run(runner or RunSupervisor, run.key, run.agent, profile, str(out / "work" / run.key.slug), "ray",
-                                      cpus=r.cpus, gpus=r.gpus, placement=group)
+                                      cpus=r.cpus, gpus=r.gpus, placement=group, forward=run.agent.api_keys)
             pending[actor.run.remote()] = (run, actor, group, time.perf_counter())
 
     launch()

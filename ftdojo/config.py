@@ -75,12 +75,50 @@ class AgentConfig(Schema):
     """Prompt format."""
     backbone: BackboneConfig = BackboneConfig()
     """What the planner and diagnostician reason with (ft-agent)."""
+    data_model: BackboneConfig | None = None
+    """What a recipe's synthesis steps ask: an OpenAI-compatible endpoint (``kind: llm``; ``base_url: bundled``
+    serves the bundled SmolLM2-135M-Instruct with ``transformers serve`` for the run); unset: the backbone, where it is
+    an LLM."""
     failfast: bool = True
     """Validate each plan before training (ft-agent)."""
     feedback: Literal["multi", "scalar"] = "multi"
     """Multi-level findings, or the dev score only (ablation)."""
     search: Literal["tree", "linear"] = "tree"
     """Branch from the best node, or always continue from the last (ablation)."""
+
+    @model_validator(mode="after")
+    def _data_model_is_llm(self) -> AgentConfig:
+        if self.data_model is not None and self.data_model.kind != "llm":
+            raise ValueError("data_model must be an endpoint: set data_model.kind: llm (with model and base_url)")
+        return self
+
+    @property
+    def endpoints(self) -> dict[str, BackboneConfig]:
+        """The agent's language-model endpoints by config field (backbone, data_model)."""
+        out = {"backbone": self.backbone} if self.backbone.kind == "llm" else {}
+        return out | ({"data_model": self.data_model} if self.data_model is not None else {})
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """Environment variables holding the keys its endpoints need (forwarded to the run's actors)."""
+        return tuple(sorted({c.api_key_env for c in self.endpoints.values() if c.base_url != "bundled"}))
+
+    def missing_key(self) -> str | None:
+        """Why a run of this agent could not reach a hosted endpoint: an https endpoint (a provider's) whose key is
+        not set here and whose answers are not all in the cache (``cache: replay``); None when nothing is missing."""
+        import os
+
+        for field, c in self.endpoints.items():
+            hosted = c.base_url.startswith("https://") or not c.base_url
+            if hosted and c.cache != "replay" and not os.environ.get(c.api_key_env):
+                return (f"agent {self.name}: {field}.api_key_env {c.api_key_env} is not set, and {c.base_url or 'OpenAI'} needs a key; "
+                        f"export {c.api_key_env}, or leave the agent out (--agents)")
+        return None
+
+    @property
+    def synthesizer(self) -> BackboneConfig | None:
+        """The data model synthesis steps ask (None: the agent has none)."""
+        return self.data_model or (self.backbone if self.backbone.kind == "llm" else None)
 
 
 class Resources(Schema):

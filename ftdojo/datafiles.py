@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -28,6 +28,11 @@ Format = Literal["jsonl", "csv", "parquet"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def select(rows: Iterable[dict[str, Any]], where: dict[str, str]) -> list[dict[str, Any]]:
+    """The rows whose fields equal ``where``'s values, compared as text (a recipe's and a look-up's ``where``)."""
+    return [r for r in rows if all(str(r.get(k)) == v for k, v in where.items())]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -99,7 +99,7 @@ class DojoEnv:
 
     def lookup(self, req: RowLookup) -> SourceRows:
         """A window of a source's rows (those whose fields equal ``req.where``), for a planner's look-up."""
-        rows = [r for r in self._rows(req.source) if all(str(r.get(k)) == v for k, v in req.where.items())]
+        rows = datafiles.select(self._rows(req.source), req.where)
         return SourceRows.of(req.source, rows[req.offset : req.offset + req.n])
 
     def read_dev(self) -> list[DevItem]:

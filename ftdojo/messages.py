@@ -105,7 +105,9 @@ class Budget(Message):
     max_wall_s: float = Field(3600.0, gt=0)
     """Wall time for the whole run, seconds."""
     max_llm_tokens: int = Field(0, ge=0)
-    """LLM tokens for backbones (0: no LLM)."""
+    """LLM tokens for backbones (0: no limit)."""
+    max_data_tokens: int = Field(100_000, ge=0)
+    """Data-model tokens for a run's synthesis steps (0: synthesis off)."""
 
 
 class TaskCard(Message):
@@ -203,6 +205,35 @@ class DataScript(Message):
     """Relative sampling weight when mixing."""
 
 
+class Synthesis(Message):
+    """Rows of a source sent to the data model (the agent's ``data_model``, an OpenAI-compatible endpoint),
+    one request a row, for what the raw data lacks: ``rationale`` writes the reasoning to a row's gold answer,
+    ``answer`` solves the row's input (the answer is what the task's extractor reads from the reply),
+    ``paraphrase`` rewrites the row's input (the gold answer stays). Replies are cached like the backbone's,
+    their tokens charged to ``budget.max_data_tokens``, and the examples go through the recipe's filters (and
+    the run's leak check against dev and test) like any source's."""
+
+    kind: Literal["synthesis"] = "synthesis"
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    """Names its examples' source in the statistics (not a catalog name)."""
+    source: str
+    """Catalog name of the source whose rows it sends."""
+    produce: Literal["rationale", "answer", "paraphrase"]
+    """What the data model writes for each row."""
+    prompt: str = "{input}"
+    """Template over the source's fields giving the task input."""
+    answer: str = "{answer}"
+    """Template giving the gold answer (rationale and paraphrase; an ``answer`` step takes the model's)."""
+    where: dict[str, str] = Field(default_factory=dict)
+    """Keep only rows whose field equals the value."""
+    instruction: str = ""
+    """More guidance for the data model, added to its prompt (style, length, what to stress)."""
+    max_rows: int = Field(16, ge=1, le=512)
+    """Rows sent (the first of the selection); each costs one request (capped by ``data_model.max_tokens``)."""
+    weight: float = Field(1.0, gt=0)
+    """Relative sampling weight when mixing."""
+
+
 class DataRecipe(Message):
     """What the curator builds: sources, mapping, filters, mixing."""
 
@@ -211,6 +242,8 @@ class DataRecipe(Message):
     """Sources and how each maps into the task format."""
     scripts: list[DataScript] = Field(default_factory=list)
     """Data scripts, each making examples from whole sources."""
+    synthesis: list[Synthesis] = Field(default_factory=list)
+    """Synthesis steps, each asking the data model to write for a source's rows."""
     dedupe: bool = True
     """Drop exact duplicate prompts."""
     decontaminate: bool = True
@@ -624,6 +657,8 @@ class Remaining(Message):
     """Seconds of wall time."""
     llm_tokens: int | None = None
     """LLM tokens (None: no cap)."""
+    data_tokens: int = 0
+    """Data-model tokens for synthesis steps."""
     iterations: int = 0
     """Training iterations the agent may still start."""
 
@@ -803,8 +838,14 @@ class Usage(Message):
     """Backbone answers from the cache."""
     llm_lookups: int = 0
     """Source look-ups the planner made."""
+    data_tokens: int = 0
+    """Data-model tokens of synthesis steps."""
+    data_requests: int = 0
+    """Data-model requests sent (cache hits excluded)."""
+    data_cache_hits: int = 0
+    """Data-model answers from the cache."""
     llm_cost_usd: float = 0.0
-    """Backbone tokens at the configured price."""
+    """Backbone and data-model tokens at their configured prices."""
 
 
 class RunState(Message):

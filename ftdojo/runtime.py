@@ -189,13 +189,14 @@ def _in(pg: Any, bundle: int = 0, capture: bool = False) -> Any:
                                             placement_group_capture_child_tasks=capture)
 
 
-def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any) -> Any:
+def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any, forward: tuple[str, ...] = ()) -> Any:
     """A run's supervisor as a Ray actor inside the run's placement group (``reserve``), holding its
     share of the run's first GPU; the peers it spawns are placed in the group too, and see the
-    driver's ``FORWARDED_ENV`` even on a cluster started elsewhere."""
+    driver's ``FORWARDED_ENV`` and the variables named in ``forward`` (the agent's API keys) even on a
+    cluster started elsewhere."""
     import ray
 
-    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    env = {k: os.environ[k] for k in (*FORWARDED_ENV, *forward) if os.environ.get(k)}
     opts: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
     return ray.remote(cls).options(num_cpus=0, num_gpus=min(1.0, gpus) / GPU_SHARE if gpus else 0, max_restarts=0, max_concurrency=8,
                                    scheduling_strategy=_in(placement, capture=True), **opts).remote(*args)

@@ -20,6 +20,8 @@ class ScriptedLLM:
         self.replies = replies
         self.requests: list[dict] = []
         self.refused: list[dict] = []
+        self.keys: list[str] = []
+        """The Authorization header of every request (what key the client sent)."""
         outer = self
 
         def refusal(body: dict) -> dict | None:
@@ -44,6 +46,7 @@ class ScriptedLLM:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.keys.append(self.headers.get("Authorization", ""))
                 error = refusal(body)
                 if error:
                     outer.refused.append(body)

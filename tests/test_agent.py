@@ -169,7 +169,7 @@ class BrokenPlans:
 
 
 def test_fault_injection_every_broken_plan_is_caught_before_training(math_domain, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(backbones, "make", lambda cfg, tokens=0: BrokenPlans())
+    monkeypatch.setattr(backbones, "make", lambda cfg, tokens=0, data_model=None: BrokenPlans())
     rec = _run("ft-agent", tmp_path, profile_overrides=["budget.max_iterations=3"])
     assert len(rec.experiments) == 6  # 2 x max_iterations proposals, none trained
     assert all(e.status == "rejected" and e.train is None for e in rec.experiments)

@@ -114,7 +114,7 @@ def test_llm_agent_run_survives_garbage_and_keeps_going(math_domain, tmp_path) -
     assert rec.status == "ok" and rec.fallback_to_base and rec.test is not None
     assert len(rec.experiments) == 4 and all(e.status == "failed" and e.plan is None for e in rec.experiments)
     assert "no valid PlanProposal" in rec.experiments[0].error
-    assert set(rec.prompts) == {"planner", "diagnostician", "retry"} and all(len(h) == 16 for h in rec.prompts.values())
+    assert set(rec.prompts) == {"planner", "diagnostician", "retry", "synthesis_rationale", "synthesis_answer", "synthesis_paraphrase"} and all(len(h) == 16 for h in rec.prompts.values())
     assert rec.usage.llm_requests == 8 and rec.usage.llm_retries == 4 and rec.usage.llm_tokens == 960
 
 

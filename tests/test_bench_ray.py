@@ -255,23 +255,27 @@ def test_a_sigkilled_driver_leaves_no_process_of_its_local_cluster(tmp_path) -> 
 
 def test_an_llm_agents_transcript_crosses_ray_and_lands_beside_its_record(ray_cluster, math_domain, tmp_path, capsys) -> None:
     """FT-Agent with an LLM backbone (a scripted endpoint on loopback) through the bench on real Ray: the
-    planner's and diagnostician's actors each keep what they asked and were answered, the run gathers both
-    in time order and hashes them into its record, and the driver writes them beside it; ``ftdojo trace``
-    shows them and notices an edit."""
+    planner's, diagnostician's and curator's actors (the curator's data model writes rationales for a synthesis
+    step) each keep what they asked and were answered, the run gathers them in time order and hashes them into
+    its record, and the driver writes them beside it; ``ftdojo trace`` shows them and notices an edit."""
     import yaml
 
     from scripted_llm import ScriptedLLM
 
     from ftdojo import cli, transcripts
-    from ftdojo.messages import DataRecipe, SourceMapping, TrainConfig
+    from ftdojo.messages import DataRecipe, SourceMapping, Synthesis, TrainConfig
 
     plan = json.dumps({"hypothesis": "drills in the answer format", "recipe": DataRecipe(sources=[SourceMapping(
-        source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")]).model_dump(),
+        source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")], synthesis=[Synthesis(
+        name="reasons", source="worked_solutions", produce="rationale", prompt="{problem}", answer="{final}", max_rows=2)]).model_dump(),
         "train": TrainConfig(steps=2, batch_size=4, lr=2e-3).model_dump()})
     verdict = json.dumps({"findings": [], "decision": "stop"})
     look = json.dumps({"lookup": {"source": "algebra_drills", "n": 2}})  # the planner actor asks the env actor for rows
+    written = "Work it through.\nAnswer: {}"
 
     def reply(body: dict) -> str:
+        if body["messages"][0]["content"].startswith("You write training data"):
+            return written.format(body["messages"][1]["content"].rsplit("Correct answer: ", 1)[1])
         if "diagnostician" in body["messages"][0]["content"][:200]:
             return verdict
         return look if len(body["messages"]) == 2 else plan
@@ -286,15 +290,62 @@ def test_an_llm_agents_transcript_crosses_ray_and_lands_beside_its_record(ray_cl
     rec = RunRecord.model_validate_json(path.read_text())
     assert rec.status == "ok" and rec.transcript == []  # the exchanges live beside the record, not in it
     exchanges, state = transcripts.read(path, rec.transcript_sha256)
-    assert state == "ok" and [x.role for x in exchanges] == ["planner", "planner", "diagnostician"]
-    assert [x.request["messages"] for x in exchanges] == [r["messages"] for r in srv.requests]  # what was sent, in order
-    assert [x.reply for x in exchanges] == [look, plan, verdict] and sum(x.tokens for x in exchanges) == rec.usage.llm_tokens
+    assert state == "ok" and [x.role for x in exchanges] == ["planner", "planner", "data:reasons", "data:reasons", "diagnostician"]
+    order = [0, 1, 4]  # the data model's two requests run concurrently: their order is the server's to choose
+    assert [exchanges[i].request["messages"] for i in order] == [srv.requests[i]["messages"] for i in order]  # what was sent, in order
+    assert sorted(json.dumps(x.request["messages"]) for x in exchanges[2:4]) == sorted(json.dumps(r["messages"]) for r in srv.requests[2:4])
+    assert [exchanges[i].reply for i in order] == [look, plan, verdict] and all(x.reply.startswith("Work it") for x in exchanges[2:4])
+    assert sum(x.tokens for x in exchanges) == rec.usage.llm_tokens + rec.usage.data_tokens and rec.usage.data_requests == 2
+    [exp] = [e for e in rec.experiments if e.curated]
+    got = exp.curated.sources["reasons"]  # the two rows' written examples, through the recipe's filters
+    assert got.rows == 2 and got.kept == 2 - got.dropped.get("duplicate", 0) >= 1
     rows = json.loads(exchanges[1].request["messages"][-1]["content"])["rows"]  # answered across Ray by the env actor
     assert rec.usage.llm_lookups == 1 and len(rows) == 2 and set(rows[0]) == {"equation", "solution", "form"}
     capsys.readouterr()
     assert cli.main(["trace", str(path)]) == 0
     shown = capsys.readouterr().out
-    assert "transcript: 3 exchanges, 360 tokens" in shown and "(hash matches the record)" in shown and "#2 diagnostician -> scripted" in shown
+    assert "transcript: 5 exchanges, 600 tokens" in shown and "(hash matches the record)" in shown and "#4 diagnostician -> scripted" in shown
     t = transcripts.path_for(path)
     t.write_text(t.read_text().replace("drills in the answer format", "something else"))
     assert cli.main(["trace", str(path)]) == 0 and "ALTERED" in capsys.readouterr().out
+
+
+def test_two_llm_backbones_side_by_side_over_three_seeds_with_cost_per_run(ray_cluster, math_domain, tmp_path, monkeypatch) -> None:
+    """The frontier comparison on real Ray with two scripted endpoints standing in for two providers: each
+    agent's runs talk to its own endpoint with its own key (set in the driver after the cluster started, so it
+    reaches the actors only by being forwarded), and the report puts both beside zero-shot with LLM tokens and
+    cost per run at each agent's price."""
+    import yaml
+
+    from scripted_llm import ScriptedLLM
+
+    from ftdojo import report
+    from ftdojo.messages import DataRecipe, SourceMapping, TrainConfig
+
+    plan = json.dumps({"hypothesis": "drills", "recipe": DataRecipe(sources=[SourceMapping(
+        source="algebra_drills", prompt="Solve for x: {equation}", answer="{solution}")]).model_dump(),
+        "train": TrainConfig(steps=2, batch_size=4, lr=2e-3).model_dump()})
+    verdict = json.dumps({"findings": [], "decision": "stop"})
+    reply = lambda body: verdict if "diagnostician" in body["messages"][0]["content"][:200] else plan  # noqa: E731
+    monkeypatch.setenv("FTDOJO_TEST_KEY_A", "key-a")
+    monkeypatch.setenv("FTDOJO_TEST_KEY_B", "key-b")
+    with ScriptedLLM(reply) as a, ScriptedLLM(reply) as b:
+        files = []
+        for name, srv, key, price in (("llm-a", a, "FTDOJO_TEST_KEY_A", 2.0), ("llm-b", b, "FTDOJO_TEST_KEY_B", 10.0)):
+            f = tmp_path / f"{name}.yaml"
+            f.write_text(yaml.safe_dump({"name": name, "policy": "ft-agent", "backbone": {
+                "kind": "llm", "model": name, "base_url": srv.url, "api_key_env": key, "cache": "off", "usd_per_1m_tokens": price}}))
+            files.append(str(f))
+        out = tmp_path / "bench"
+        assert bench.main(["math-linear", "--profile", "tiny", "--agents", ",".join(["zero-shot", *files]), "--seeds", "0,1,2",
+                           "--out", str(out), "budget.max_iterations=1"]) == 0
+    assert len(a.requests) == len(b.requests) == 3 * 2  # a plan and a verdict per run, each to its own endpoint
+    assert set(a.keys) == {"Bearer key-a"} and set(b.keys) == {"Bearer key-b"}
+    summary = report.summarize(report.load_records(out))
+    ea, eb = summary.efficiency["llm-a"], summary.efficiency["llm-b"]
+    assert ea.llm_tokens == eb.llm_tokens == 240  # per run: two requests of 120
+    assert ea.llm_cost_usd == pytest.approx(240 * 2.0 / 1e6) and eb.llm_cost_usd == pytest.approx(240 * 10.0 / 1e6)
+    md = (out / "results.md").read_text()
+    assert "| llm-a | 3 | 3 |" in md and "$0.0024 |" in md and "LLM cost / run" in md
+    pairs = {frozenset((c.a, c.b)): c.pairs for c in summary.paired}
+    assert pairs[frozenset(("llm-a", "zero-shot"))] == pairs[frozenset(("llm-b", "llm-a"))] == 3  # paired over the three seeds

@@ -103,3 +103,26 @@ def test_a_suite_needs_tasks_agents_and_seeds(tmp_path) -> None:
     p.write_text("name: s\ntasks: []\nagents: [zero-shot]\n")
     with pytest.raises(ConfigError, match=r"suite.yaml: tasks: .*at least 1 item"):
         config.load_suite(str(p))
+
+
+def test_the_frontier_suite_puts_two_llm_backbones_beside_the_heuristic_agent_and_the_baselines() -> None:
+    suite = config.load_suite("frontier")
+    agents = {a: config.load_agent(a) for a in suite.agents}
+    llms = {a: c.backbone for a, c in agents.items() if c.backbone.kind == "llm"}
+    assert len(llms) >= 2 and len({c.base_url for c in llms.values()}) == len(llms)  # two providers' endpoints
+    assert all(c.usd_per_1m_tokens > 0 for c in llms.values())  # so the report's cost per run means something
+    assert {"zero-shot", "naive-sft", "ft-agent"} <= set(suite.agents) and len(suite.seeds) == 3
+
+
+def test_the_bench_refuses_a_hosted_endpoint_whose_key_is_unset(monkeypatch) -> None:
+    from ftdojo import bench
+    from ftdojo.errors import UserError
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with pytest.raises(UserError, match=r"agent ft-agent-claude: backbone.api_key_env ANTHROPIC_API_KEY is not set.*export ANTHROPIC_API_KEY"):
+        bench.plan_runs(bench.parse_args(["frontier", "--profile", "tiny"]))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    _, runs, _ = bench.plan_runs(bench.parse_args(["frontier", "--profile", "tiny"]))
+    assert len(runs) == 5 * 5 * 3
+    assert config.load_agent("ft-agent-claude").api_keys == ("ANTHROPIC_API_KEY",)

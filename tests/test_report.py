@@ -54,7 +54,7 @@ def _records() -> list[RunRecord]:
     events = [Event(t=30.0, event="evaluate", iteration="it1", data={"split": "dev", "score": 0.6})]
     agent_runs = [
         _rec("t1", "agent", 0, 0.75, [1, 1, 1, 0], experiments=[rejected, ok0], events=events, wall_s=120.0,
-             usage={"train_steps": 50, "dev_evals": 1, "llm_tokens": 2000, "llm_cost_usd": 0.02}),
+             usage={"train_steps": 50, "dev_evals": 1, "llm_tokens": 2000, "data_tokens": 600, "llm_cost_usd": 0.02}),
         _rec("t1", "agent", 1, 0.50, [1, 1, 0, 0], wall_s=60.0),
         _rec("t2", "agent", 0, 1.00, [1, 1], wall_s=60.0),
         _rec("t2", "agent", 1, 1.00, [1, 1], wall_s=60.0),
@@ -86,7 +86,8 @@ def test_summary_on_fixed_records_matches_hand_computation() -> None:
     eff = s.efficiency["agent"]
     assert (eff.iterations, eff.ok_iterations, eff.rejected) == (2, 1, 1)
     assert eff.failfast_saved_s == pytest.approx(100.0 - 4.0)  # one rejected plan: an ok iteration's cost minus validation
-    assert eff.time_to_first_valid_s == 30.0 and eff.llm_tokens == 2000 and eff.llm_cost_usd == pytest.approx(0.02)
+    assert eff.time_to_first_valid_s == 30.0 and eff.llm_tokens == 2000 / 4 and eff.data_tokens == 600 / 4
+    assert eff.llm_cost_usd == pytest.approx(0.02 / 4)  # per run: four runs, one spent
     assert {f.seed for f in s.flagged} == {1, 2} and "leak" in s.flagged[0].why + s.flagged[1].why
 
 

@@ -46,7 +46,8 @@ class DiagnosticianBackbone(Protocol):
     transcript: list[Exchange]
 
 
-def make(cfg: BackboneConfig, token_budget: int = 0) -> HeuristicBackbone | LLMBackbone:
+def make(cfg: BackboneConfig, token_budget: int = 0, data_model: str = "") -> HeuristicBackbone | LLMBackbone:
+    """``data_model``: the model the agent's synthesis steps ask, for the planner to be told ('' for none)."""
     if cfg.kind == "heuristic":
         return HeuristicBackbone()
-    return LLMBackbone(cfg, token_budget)
+    return LLMBackbone(cfg, token_budget, data_model=data_model)

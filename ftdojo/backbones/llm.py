@@ -34,6 +34,8 @@ Lookup = Callable[[RowLookup], Awaitable[SourceRows]]
 """Fetches the rows a planner's look-up names (the run's environment answers it)."""
 REASONING = re.compile(r"^(o\d|gpt-5)")
 """OpenAI's reasoning families by model name: they take max_completion_tokens and only the default temperature."""
+CLOCK = re.compile(r'("wall_s": )-?[0-9.]+(?:e[-+]?[0-9]+)?')
+"""The wall time left in a planner's request: left out of the cache key."""
 CAPS = {"chat": 1024, "reasoning": 16384}
 """Default completion caps by family; a reasoning model's cap includes its reasoning tokens."""
 
@@ -140,8 +142,10 @@ class LLMBackbone:
 
     name = "llm"
 
-    def __init__(self, cfg: BackboneConfig, token_budget: int = 0, cache_dir: Path | None = None) -> None:
+    def __init__(self, cfg: BackboneConfig, token_budget: int = 0, cache_dir: Path | None = None, data_model: str = "") -> None:
         self.cfg = cfg
+        self.data_model = data_model
+        """The model the agent's synthesis steps ask, as the planner is told ('' where it has none)."""
         self.token_budget = token_budget
         self.cache_dir = cache_dir or paths.home() / "llm_cache"
         self.spent = LLMUsage()
@@ -152,6 +156,8 @@ class LLMBackbone:
         """What the endpoint refused and how the requests changed, in order."""
         self.transcript: list[Exchange] = []
         """Every request and what came back (cache hits and refusals included), in order."""
+        self.budget_name = "llm_tokens"
+        """The budget its tokens count against, as a BudgetExceeded names it."""
 
     def usage(self) -> LLMUsage:
         return self.spent
@@ -175,7 +181,8 @@ class LLMBackbone:
         messages = [{"role": "system", "content": ""}, {"role": "user", "content": user}]
         while True:  # look-ups while any are left, then a plan
             model = PlannerAnswer if looks else PlanProposal
-            system = prompts.load("planner").replace("{lookups}", str(looks))
+            writer = f" ({self.data_model})" if self.data_model else " (this agent has none: a synthesis step fails)"
+            system = prompts.load("planner").replace("{lookups}", str(looks)).replace("{data_model}", writer)
             messages[0] = {"role": "system", "content": system.replace("{schema}", json.dumps(model.model_json_schema()))}
             answer, messages = await self._ask(messages, model, "planner")
             got = answer.root if isinstance(answer, PlannerAnswer) else answer
@@ -221,9 +228,11 @@ class LLMBackbone:
         raise BackboneError(f"no valid {getattr(model, 'label', model.__name__)} from {self.cfg.model} after {self.cfg.max_retries + 1} attempts: {error}")
 
     def _key(self, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> str:
-        # the configured settings, not the URL (replays survive a moved server) nor what a refusal adjusted
+        # the configured settings, not the URL (replays survive a moved server) nor what a refusal adjusted; the
+        # wall time left is a clock reading, never the same twice, so a replay is answered as the recorded run was
         c = self.cfg
-        return paths.sha256_json([c.model, request_fields(c), c.structured_output, schema.__name__ if schema else None, messages])
+        stable = [{**m, "content": CLOCK.sub(r'\1"*"', m["content"])} for m in messages]
+        return paths.sha256_json([c.model, request_fields(c), c.structured_output, schema.__name__ if schema else None, stable])
 
     def _log(self, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None, reply: str = "", tokens: int = 0,
              cached: bool = False, error: str | None = None) -> None:
@@ -245,7 +254,7 @@ class LLMBackbone:
             self._log(role, messages, schema, error="replay cache miss")
             raise BackboneError(f"replay cache miss for request {key[:12]} in {self.cache_dir}")
         if self.token_budget and self.spent.tokens >= self.token_budget:
-            raise BudgetExceeded("llm_tokens", self.token_budget, self.spent.tokens)
+            raise BudgetExceeded(self.budget_name, self.token_budget, self.spent.tokens)
         try:
             text, tokens = await self._request(messages, schema, role)
         except BackboneError as e:

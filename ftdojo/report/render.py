@@ -83,8 +83,8 @@ def markdown(s: ReportSummary, wall_s: float | None = None) -> str:
                 f"{_p(c.p_sign_flip)} | {c.a_better_items}/{c.b_better_items} | {_p(c.p_items)} |"
             )
     lines += ["", "Efficiency (per agent, over its runs):", "",
-              "| agent | iterations | ok | rejected by fail-fast | failed | ok per hour | time to first valid model | fail-fast saved | train steps / run | dev evals / run | wall / run | LLM tokens | LLM cost |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| agent | iterations | ok | rejected by fail-fast | failed | ok per hour | time to first valid model | fail-fast saved | train steps / run | dev evals / run | wall / run | LLM tokens / run | data-model tokens / run | LLM cost / run |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in agents:
         e = s.efficiency[a]
         ttf = "—" if e.time_to_first_valid_s is None else f"{e.time_to_first_valid_s:.0f} s"
@@ -92,7 +92,7 @@ def markdown(s: ReportSummary, wall_s: float | None = None) -> str:
         lines.append(
             f"| {a} | {e.iterations} | {e.ok_iterations} | {e.rejected} | {e.failed_iterations} | {per_h} | {ttf} | "
             f"{e.failfast_saved_s:.0f} s | {e.train_steps:.0f} | {e.dev_evals:.1f} | {e.wall_s:.0f} s | "
-            f"{e.llm_tokens:.0f} | ${e.llm_cost_usd:.2f} |"
+            f"{e.llm_tokens:.0f} | {e.data_tokens:.0f} | ${e.llm_cost_usd:.4f} |"
         )
     if s.calibration:
         lines += ["", *calibration_markdown(s.calibration)]

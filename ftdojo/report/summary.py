@@ -95,7 +95,11 @@ class Efficiency(Model):
     dev_evals: float
     wall_s: float
     llm_tokens: float
+    """Per run: backbone tokens (planner, diagnostician)."""
+    data_tokens: float
+    """Per run: data-model tokens (synthesis)."""
     llm_cost_usd: float
+    """Per run: both at their configured prices."""
 
 
 class Flagged(Model):
@@ -267,7 +271,7 @@ def _efficiency(rs: list[RunRecord]) -> dict[str, Any]:
         for e in r.experiments:
             if e.status == "rejected" and e.validation is not None and trained:
                 saved += max(0.0, statistics.fmean(trained) - e.validation.wall_s)
-    tokens = sum(r.usage.llm_tokens for r in rs)
+    n = max(1, len(rs))
     return {
         "runs": len(rs),
         "iterations": len(exps),
@@ -281,8 +285,9 @@ def _efficiency(rs: list[RunRecord]) -> dict[str, Any]:
         "train_steps": sum(r.usage.train_steps for r in rs) / max(1, len(rs)),
         "dev_evals": sum(r.usage.dev_evals for r in rs) / max(1, len(rs)),
         "wall_s": sum(r.wall_s for r in rs) / max(1, len(rs)),
-        "llm_tokens": tokens,
-        "llm_cost_usd": sum(r.usage.llm_cost_usd for r in rs),
+        "llm_tokens": sum(r.usage.llm_tokens for r in rs) / n,
+        "data_tokens": sum(r.usage.data_tokens for r in rs) / n,
+        "llm_cost_usd": sum(r.usage.llm_cost_usd for r in rs) / n,
     }
 
 def _pairs(by_run: dict[tuple[str, str, int], RunRecord], direction: dict[str, str], a: str, b: str,
