@@ -123,22 +123,27 @@ class RunSupervisor:
             self.placement = await self._where()
         a = self.agent_cfg
         self.log.info("run_start", agent=a.name, base_model=p.base_model)
-        await self._event("run_start", agent=a.name, base_model=p.base_model, task=task.id, seed=self.key.seed)
+        await self._event("run_start", duration_s=time.perf_counter() - t0, agent=a.name, base_model=p.base_model,
+                          task=task.id, seed=self.key.seed)  # its duration: start-up (actors, imports, the card)
         candidate = await agent.run(self)
         fallback = candidate is None
         final = candidate or Candidate(base_model=p.base_model)
         provenance = referee.provenance(final, p.base_model, self.produced)
+        t1 = time.perf_counter()
         await self.env.release()  # dev evaluation's GPU memory (vLLM's base server) goes before the test's
         if self.curator is not None:
             await self.curator.release()  # the bundled data model's server
+        await self._event("release", duration_s=time.perf_counter() - t1)
         try:
             test = referee.finalize(final)
         finally:
             referee.release()
         await self._event("finalize", duration_s=test.wall_s, checkpoint=final.checkpoint, fallback_to_base=fallback,
                           provenance_ok=provenance.ok)
+        t1 = time.perf_counter()
         examples = [e for c in self.curated for e in read_models(c.path, Example)]
         leak = referee.leak_check([e.text for e in examples], [e.source for e in examples]) if examples else {"dev": 0.0, "test": 0.0}
+        await self._event("leak_check", duration_s=time.perf_counter() - t1, examples=len(examples))
         self.log.info("run_end", test=round(test.score, 4), fallback=fallback, leak=leak, provenance=provenance.reason or "ok")
         return RunRecord(
             key=self.key,
@@ -296,16 +301,17 @@ class RunSupervisor:
         before = [e for e in self.experiments if e.id != exp.id]
         parent = next((e for e in before if e.id == exp.parent), None)
         req = DiagnoseRequest(experiment=exp, best=best_node(before, self.card.direction), parent=parent, card=self.card)
+        t0 = time.perf_counter()
         fb = await self._need(self.diagnostician, "diagnostician").diagnose(req)
         exp = exp.model_copy(update={"feedback": fb})
-        await self.record(exp)
+        await self.record(exp, time.perf_counter() - t0)
         return exp
 
-    async def record(self, exp: Experiment) -> None:
-        """Replace an experiment with its annotated copy (feedback attached)."""
+    async def record(self, exp: Experiment, seconds: float | None = None) -> None:
+        """Replace an experiment with its annotated copy (feedback attached, diagnosed in ``seconds``)."""
         self.experiments = [exp if e.id == exp.id else e for e in self.experiments]
         if exp.feedback is not None:
-            await self._event("feedback", exp.id, findings=[f"{f.level}:{f.code}" for f in exp.feedback.findings],
+            await self._event("feedback", exp.id, seconds, findings=[f"{f.level}:{f.code}" for f in exp.feedback.findings],
                               decision=exp.feedback.decision)
 
     async def evaluate(self, candidate: Candidate) -> EvalReport:
@@ -334,6 +340,7 @@ class RunSupervisor:
                 self.phase = "validate"
                 report = await self._need(self.validator, "validator").validate(ValidateRequest(plan=plan, data=curated, card=self.card))
                 spent = await self.usage()  # one lookup for all checks
+                await self._event("validate", plan.plan_id, report.wall_s, spent, passed=report.passed)
                 for c in report.checks:
                     await self._event("check", plan.plan_id, c.seconds, spent, name=c.name, status=c.status, reason=c.reason)
             if report is not None and not report.passed:

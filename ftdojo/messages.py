@@ -867,8 +867,11 @@ class Event(Message):
     kind: Literal["event"] = "event"
     t: float
     """Seconds since the run started."""
-    event: Literal["run_start", "plan", "curate", "check", "train", "evaluate", "feedback", "iteration", "finalize"]
-    """What happened."""
+    event: Literal["run_start", "plan", "curate", "validate", "check", "train", "evaluate", "feedback", "iteration", "release",
+                   "finalize", "leak_check"]
+    """What happened (``run_start``'s duration is the start-up: actors, imports, the task card; ``validate``
+    spans all of a plan's checks, each ``check`` one of them; ``release``
+    frees the environment's and the curator's servers before the test; ``finalize`` is the sealed test)."""
     iteration: str | None = None
     """Plan / experiment id it belongs to."""
     duration_s: float | None = None

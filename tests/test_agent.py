@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from tests_helpers import card, diagnose, propose
@@ -13,6 +16,7 @@ from actors.supervisor import RunSupervisor
 from ftdojo import backbones, config
 from ftdojo.backbones import HeuristicBackbone
 from ftdojo.errors import UserError
+from ftdojo.report import profile
 from ftdojo.messages import (
     Budget,
     Check,
@@ -129,6 +133,20 @@ def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp
     assert rec.usage.train_steps <= 100
     continued = [e for e in rec.experiments if e.plan.train.init == "parent"]
     assert continued and all(e.status == "ok" and e.parent in {x.id for x in rec.experiments} for e in continued)
+    # The run's wall time adds up: every phase has a duration, what no event covers is small bookkeeping.
+    raw = rec.model_dump(mode="json")
+    phases = profile.breakdown(raw)
+    assert {"startup", "plan", "curate", "checks", "smoke_train", "train", "evaluate", "feedback", "release", "test",
+            "leak_check"} <= set(phases)
+    assert sum(phases.values()) == pytest.approx(rec.wall_s)
+    assert all(v >= 0 for v in phases.values())  # phases are sequential inside the run, so none is counted twice
+    assert phases["unaccounted"] < rec.wall_s / 2
+    assert 0 < profile.work_share(raw) < 1
+    rec_file = tmp_path / "run.json"
+    rec_file.write_text(rec.model_dump_json())
+    out = subprocess.run([sys.executable, "bench/profile.py", str(rec_file), str(rec_file)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, check=True).stdout
+    assert "smoke_train" in out and "unaccounted" in out and f"{profile.work_share(raw):.1%}" in out and "2 runs: median" in out
 
 
 def test_a_plan_that_continues_a_missing_parent_is_rejected_by_name(math_domain, tmp_path) -> None:
