@@ -61,6 +61,8 @@ from ftdojo.runtime import Spawner, warm
 from ftdojo.search import best_node
 
 LEAK_FLAG = 0.05  # share of training examples (input, rationale or answer) overlapping test (overall or within one source) that flags a run
+PEERS = ("env", "curator", "validator", "trainer", "planner", "diagnostician")
+"""The run's peer handles, by attribute name."""
 
 
 def leaked(leak: dict[str, float]) -> bool:
@@ -168,6 +170,7 @@ class RunSupervisor:
             code_version=code_version(),
             prompts=self._prompts(),
             placement=self.placement,
+            peak_rss_mb=await self._peak_memory(),
             **await self._transcript(),
         )
 
@@ -177,6 +180,15 @@ class RunSupervisor:
         names = ("planner", "diagnostician", "retry") if a.backbone.kind == "llm" else ()
         names += ("synthesis_rationale", "synthesis_answer", "synthesis_paraphrase") if a.synthesizer else ()
         return {n: prompts.digest(n) for n in names}
+
+    async def _peak_memory(self) -> dict[str, float]:
+        """Peak resident memory of this process and of each peer that has its own."""
+        out = {"supervisor": runtime.peak_rss_mb()}
+        for name in PEERS:
+            handle = getattr(self, name)
+            if handle is not None and (mb := await runtime.peer_peak_rss_mb(handle)) is not None:
+                out[name] = mb
+        return out
 
     async def _where(self) -> Placement:
         """The run's node, its reservation's devices, and the devices each model-holding process sees."""

@@ -998,6 +998,10 @@ class RunRecord(Message):
     """Hash of each model-facing prompt the run's backbone used (LLM agents)."""
     placement: Placement | None = None
     """Where it ran (a Ray run: node, devices, what each process saw)."""
+    peak_rss_mb: dict[str, float] = Field(default_factory=dict)
+    """Peak resident memory of each of the run's processes, MiB: ``supervisor`` (with every peer that ran in its
+    process) and each peer that ran as its own Ray actor (Ray Train worker processes of a multi-worker fit are
+    not counted)."""
     transcript_sha256: str | None = None
     """Hash of the run's transcript file (``runs/<run>.transcript.jsonl``): every request to a language model
     and its answer (LLM agents; none for rule-based ones)."""

@@ -218,6 +218,24 @@ async def peer_devices(handle: Handle) -> str | None:
     return visible_devices()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _peak(_actor: Any) -> float:
+    return peak_rss_mb()
+
+
+async def peer_peak_rss_mb(handle: Handle) -> float | None:
+    """A peer actor's peak resident memory, MiB (None for a plain object: it shares this process's)."""
+    if hasattr(handle.target, "__ray_call__"):
+        return await handle.target.__ray_call__.remote(_peak)
+    return None
+
+
 class _Probe:
     def ids(self) -> list[str]:
         import ray

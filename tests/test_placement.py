@@ -101,6 +101,8 @@ def test_a_two_gpu_run_gives_each_training_worker_its_own_device_and_half_gpu_ru
     assert set(p.seen.values()) == {p.devices[0]}  # the model-holding actors share the first GPU
     train = r.experiments[0].train
     assert train.status == "ok" and train.workers == 2 and train.visible_devices == p.devices  # worker k on device k
+    # Each peer with its own process reports its peak memory (a process that imported torch holds > 100 MiB)
+    assert {"supervisor", "env", "trainer"} <= set(r.peak_rss_mb) and all(v > 100 for v in r.peak_rss_mb.values())
     out = tmp_path / "half"
     argv = ["math-linear", "--agents", "zero-shot", "--seeds", "0,1", "--profile", "tiny", "--out", str(out),
             "resources.cpus=0.5", "resources.gpus=0.5"]

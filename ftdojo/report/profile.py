@@ -49,4 +49,6 @@ def render(name: str, record: dict[str, Any]) -> str:
         lines.append(f"  {k:<14}{v:>10.1f}{v / wall if wall else 0:>8.1%}")
     share = work_share(record)
     lines.append(f"  training + evaluation {share:.1%}, outside them {1 - share:.1%}")
+    if record.get("peak_rss_mb"):
+        lines.append("  peak memory: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in record["peak_rss_mb"].items()))
     return "\n".join(lines)
