@@ -268,13 +268,16 @@ class RunSupervisor:
                          iterations=max(0, b.max_iterations - sum(e.train is not None for e in self.experiments)))
 
     async def _transcript(self) -> dict[str, Any]:
-        """The run's exchanges with language models, from every actor that had one, in time order."""
+        """The run's exchanges with language models, from every actor that had one, merged in time order with
+        each actor's own order kept (the data model's concurrent requests are listed by row, not by finish)."""
+        import heapq
+
         from ftdojo import transcripts
 
-        got = [x for h in (self.planner, self.diagnostician, self.curator) if h is not None for x in await h.transcript()]
+        each = [await h.transcript() for h in (self.planner, self.diagnostician, self.curator) if h is not None]
+        got = list(heapq.merge(*each, key=lambda x: x.t))
         if not got:
             return {}
-        got.sort(key=lambda x: x.t)
         return {"transcript": got, "transcript_sha256": transcripts.digest(got)}
 
     async def history(self) -> list[Experiment]:

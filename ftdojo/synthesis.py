@@ -19,6 +19,7 @@ leak check against dev and test sees them like any other training data.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import Counter
 from typing import Any
@@ -64,6 +65,13 @@ def example(card: TaskCard, step: Synthesis, task_input: str, gold: str, reply: 
     return {"input": task_input, "answer": gold, "rationale": before} if before else "empty_reply"
 
 
+def _in_row_order(transcript: list[Exchange], start: int, asked: list[list[dict[str, str]]]) -> None:
+    """Put the exchanges after ``start`` in the order of the rows whose messages they carry (a row's retries
+    keep theirs): concurrent requests finish in any order, and a replayed run must hash the same transcript."""
+    row = {json.dumps(m, sort_keys=True): i for i, m in reversed(list(enumerate(asked)))}
+    transcript[start:] = sorted(transcript[start:], key=lambda x: row.get(json.dumps(x.request["messages"], sort_keys=True), len(asked)))
+
+
 class DataModel:
     """The endpoint a run's synthesis steps ask, its spend and its transcript. ``base_url: bundled`` starts
     ``transformers serve`` of the bundled model (on the CPU) at the first request and stops it at ``release``."""
@@ -106,7 +114,9 @@ class DataModel:
                     return "data_tokens"
             return example(card, step, task_input, gold, reply)
 
+        start = len(llm.transcript)
         out = await asyncio.gather(*(one(i, g) for i, g in rows))
+        _in_row_order(llm.transcript, start, [messages(card, step, i, g) for i, g in rows])
         dropped = Counter(r for r in out if isinstance(r, str))
         return [r for r in out if isinstance(r, dict)], dropped
 

@@ -145,7 +145,7 @@ def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp
     assert set(rec.peak_rss_mb) == {"supervisor"} and rec.peak_rss_mb["supervisor"] > 100  # in-process peers share it
     rec_file = tmp_path / "run.json"
     rec_file.write_text(rec.model_dump_json())
-    out = subprocess.run([sys.executable, "bench/profile.py", str(rec_file), str(rec_file)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "bench/phases.py", str(rec_file), str(rec_file)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent, check=True).stdout
     assert "smoke_train" in out and "unaccounted" in out and "peak memory: supervisor" in out and f"{profile.work_share(raw):.1%}" in out and "2 runs: median" in out
 

@@ -105,3 +105,14 @@ def test_the_walk_sees_function_level_imports_and_finds_a_planted_circle(tmp_pat
     graph = import_graph(tmp_path)
     assert cycles(graph) == [["ftdojo.a", "ftdojo.b"]]
     assert graph["ftdojo.c"] == {"actors.x"}
+
+
+def test_no_script_directory_holds_a_module_named_like_the_standard_librarys() -> None:
+    """A script's own folder comes first on ``sys.path``: a ``bench/profile.py`` hid the standard ``profile``
+    module from every bench script, and transformers' lazy imports then failed with a message that named a model
+    class, not the file."""
+    import sys
+
+    folders = [ROOT / "bench", ROOT / "tests"]
+    clashes = [str(p.relative_to(ROOT)) for d in folders for p in d.glob("*.py") if p.stem in sys.stdlib_module_names]
+    assert clashes == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -50,14 +51,18 @@ def _drills(domain, n: int) -> list[dict]:
 def test_rationales_from_the_data_model_change_the_training_set_as_planned_and_replay_from_the_cache(math_domain, tmp_path) -> None:
     """Six drill rows sent for rationales: each kept example is the row's input, the model's reasoning and the
     gold answer in the task's format; a reply that reasons to another answer is dropped as ``disagrees``; the
-    requests carry the task and the row, are counted and transcribed; a second curation replays from the cache."""
+    requests carry the task and the row, are counted and transcribed in row order (the first row's reply comes
+    last); a second curation replays from the cache."""
+    rows = _drills(math_domain, 6)
+
     def reply(body: dict) -> str:
         gold = _gold(body)
+        if _input(body) == f"Solve for x: {rows[0]['equation']}":
+            time.sleep(0.5)  # requests run concurrently: this one finishes after the others
         if gold in ("-4", "9"):  # rows the model gets wrong
             return "Subtract and divide.\nAnswer: 12345"
         return f"Move the constant to the right, then divide by the coefficient.\nAnswer: {gold}"
 
-    rows = _drills(math_domain, 6)
     step = Synthesis(name="drill_reasons", source="algebra_drills", produce="rationale", prompt="Solve for x: {equation}",
                      answer="{solution}", max_rows=6, instruction="Keep it to one sentence.")
     recipe = DataRecipe(sources=[], synthesis=[step], decontaminate=False)
@@ -76,6 +81,8 @@ def test_rationales_from_the_data_model_change_the_training_set_as_planned_and_r
     assert by_input[f"Solve for x: {r['equation']}"] == f"Move the constant to the right, then divide by the coefficient.\nAnswer: {r['solution']}"
     assert cur.usage().requests == 6 and cur.usage().tokens == 6 * 120
     assert [x.role for x in cur.transcript()] == ["data:drill_reasons"] * 6 and all(x.model == model for x in cur.transcript())
+    assert [x.request["messages"][1]["content"].split("\n")[1] for x in cur.transcript()] == [f"Solve for x: {r['equation']}" for r in rows]
+    assert cur.transcript()[0].t > cur.transcript()[1].t  # listed by row, not by when each came back
     with ScriptedLLM(lambda body: pytest.fail("a replayed curation asked the endpoint")) as srv:
         again, replayed = _curate(srv.url, recipe, tmp_path / "b", model=model)
     assert replayed.sha256 == data.sha256 and again.usage().cache_hits == 6 and again.usage().requests == 0

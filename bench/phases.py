@@ -1,6 +1,6 @@
 """Time breakdown of run records: seconds per phase and the share outside training and evaluation.
 
-    .venv/bin/python bench/profile.py out/runs/*.json     # any full run record (not the slimmed calibration ones)
+    .venv/bin/python bench/phases.py out/runs/*.json     # any full run record (not the slimmed calibration ones)
 
 A slimmed record (``ftdojo export``) keeps only evaluation events, so most of its time shows as unaccounted.
 """
