@@ -24,7 +24,7 @@ from actors.diagnostician import DiagnosticianHandle
 from actors.planner import PlannerHandle
 from actors.trainer import TrainerHandle
 from actors.validator import ValidatorHandle
-from ftdojo import agents, backbones, log, prompts, runtime
+from ftdojo import agents, backbones, log, models, prompts, runtime
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
 from ftdojo.datafiles import read_models
 from ftdojo.dojo import EnvHandle, Referee, capped
@@ -104,6 +104,7 @@ class RunSupervisor:
         self.planner: PlannerHandle | None = None
         self.diagnostician: DiagnosticianHandle | None = None
         self._t0 = time.perf_counter()
+        self.rss_at_start_mb = 0.0
 
     async def run(self) -> RunRecord:
         t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -111,6 +112,9 @@ class RunSupervisor:
         task = get_task(self.key.task)
         p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
+        runtime.reset_peak_rss()  # this run's peak, not an earlier run's in a reused process
+        self.rss_at_start_mb = runtime.rss_mb()
+        models.rss_before_load = None
         referee = Referee(task.id, p.eval_batch_size, r.threads, cap=p.eval_cap, use_gpu=r.use_gpu, precision=r.precision,
                           backend=p.evaluation)
         if self.spawner.mode == "ray":
@@ -170,7 +174,7 @@ class RunSupervisor:
             code_version=code_version(),
             prompts=self._prompts(),
             placement=self.placement,
-            peak_rss_mb=await self._peak_memory(),
+            **await self._memory(p.base_model),
             **await self._transcript(),
         )
 
@@ -180,6 +184,26 @@ class RunSupervisor:
         names = ("planner", "diagnostician", "retry") if a.backbone.kind == "llm" else ()
         names += ("synthesis_rationale", "synthesis_answer", "synthesis_paraphrase") if a.synthesizer else ()
         return {n: prompts.digest(n) for n in names}
+
+    async def _memory(self, base_model: str) -> dict[str, Any]:
+        """Each process's peak, the bound on a model-holding process (host runs) and who went above it."""
+        from actors.validator import arch_of, memory_bound_mb
+        from ftdojo import methods, training
+
+        import torch
+
+        peaks = await self._peak_memory()
+        if self.resources.use_gpu and torch.cuda.is_available():  # pretend GPUs (a test cluster) keep models on the host
+            return {"peak_rss_mb": peaks}
+        arch = arch_of(base_model)
+        fits = [(e.plan.train, arch.params * methods.get(e.plan.train.method).trainable_share(e.plan.train, arch.layers))
+                for e in self.experiments if e.train is not None]
+        bf16 = training.use_bf16(self.resources.precision, "cpu")
+        # what the process held without the model: at the start, or before its first load (the libraries a
+        # run imports as it goes); where the base was already loaded at the start, the start counts it too
+        libraries = max(self.rss_at_start_mb, models.rss_before_load or 0.0)
+        bound = round(memory_bound_mb(arch, fits, "cpu", bf16, libraries), 1)
+        return {"peak_rss_mb": peaks, "memory_bound_mb": bound, "over_memory_bound": sorted(k for k, v in peaks.items() if v > bound)}
 
     async def _peak_memory(self) -> dict[str, float]:
         """Peak resident memory of this process and of each peer that has its own."""

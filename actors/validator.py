@@ -9,6 +9,7 @@ same training path. A plan with any ``fail`` costs no full training.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -89,6 +90,15 @@ def memory_estimate_mb(arch: Arch, tc: Any, trainable: float, device_type: str, 
         weights = (NF4_BYTES if tc.method == "qlora" else 2 if bf16 else 4) * p + 16 * t
         if tc.method == "freeze" and bf16:
             weights += 2 * t
+    fit = weights + _activation_bytes(arch, tc, device_type, bf16, workers, label_tokens)
+    if device_type == "cpu":
+        held = 4 if tc.method in ("full", "qlora") else 2 if bf16 else 4  # full: the private fp32 copy
+        fit = max(fit, (arch.stored_bytes + held) * p)
+    return fit / 2**20 + OVERHEAD_MB
+
+
+def _activation_bytes(arch: Arch, tc: Any, device_type: str, bf16: bool, workers: int = 0, label_tokens: int | None = None) -> float:
+    """One micro-batch's saved activations, attention scores and label logits (``memory_estimate_mb``)."""
     micro = tc.batch_size / max(1, workers)
     if getattr(tc, "micro_batch_size", None):
         micro = min(micro, tc.micro_batch_size)
@@ -100,11 +110,38 @@ def memory_estimate_mb(arch: Arch, tc: Any, trainable: float, device_type: str, 
         per_token = arch.layers * arch.hidden * (2 if bf16 else 4) + act + scores
     else:
         per_token = arch.layers * (act + scores)
-    fit = weights + tokens * per_token + labels * arch.vocab * LOGIT_BYTES
-    if device_type == "cpu":
-        held = 4 if tc.method in ("full", "qlora") else 2 if bf16 else 4  # full: the private fp32 copy
-        fit = max(fit, (arch.stored_bytes + held) * p)
-    return fit / 2**20 + OVERHEAD_MB
+    return tokens * per_token + labels * arch.vocab * LOGIT_BYTES
+
+
+def memory_bound_mb(arch: Arch, fits: list[tuple[Any, float]], device_type: str, bf16: bool, at_start_mb: float,
+                    workers: int = 0) -> float:
+    """The most a run's model-holding process may reach on the host, MiB: what it held when the run started
+    (interpreter, torch and the other libraries), twice the model's bf16 size (the base as it is held, plus
+    loading it or a copy of it), and the largest fit's activations (one micro-batch's, at ``max_length``), its
+    trainable tensors with their gradients and Adam's moments (16 bytes each) and the fit's fixed overhead
+    (``OVERHEAD_MB``). ``fits``: each fit's train config and trainable parameter count."""
+    most = max((_activation_bytes(arch, tc, device_type, bf16, workers) + 16 * trainable for tc, trainable in fits), default=0.0)
+    return at_start_mb + (2 * 2 * arch.params + most) / 2**20 + OVERHEAD_MB
+
+
+@functools.lru_cache(maxsize=8)
+def arch_of(spec: str) -> Arch:
+    """Module names and sizes from the model's config, built on the meta device (no weights)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(models.resolve(spec))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    return Arch(
+        modules={n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n},
+        params=sum(p.numel() for p in model.parameters()),
+        hidden=cfg.hidden_size,
+        layers=cfg.num_hidden_layers,
+        heads=getattr(cfg, "num_attention_heads", 1) or 1,
+        stored_bytes=_stored_bytes(cfg),
+        vocab=getattr(cfg, "vocab_size", 0) or 0,
+    )
 
 
 def _stored_bytes(cfg: Any) -> float:
@@ -130,7 +167,6 @@ class Validator:
         self.eval_lora_rank = evaluation.max_lora_rank if vllm else None  # vLLM refuses adapters of higher rank
         self.smoke_steps = smoke_steps
         self._tok: dict[str, Any] = {}
-        self._archs: dict[str, Arch] = {}
 
     def _tokenizer(self, spec: str) -> Any:
         if spec not in self._tok:
@@ -140,24 +176,7 @@ class Validator:
         return self._tok[spec]
 
     def _arch(self, spec: str) -> Arch:
-        """Module names and sizes from the model's config, built on the meta device (no weights)."""
-        if spec not in self._archs:
-            import torch
-            from transformers import AutoConfig, AutoModelForCausalLM
-
-            cfg = AutoConfig.from_pretrained(models.resolve(spec))
-            with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(cfg)
-            self._archs[spec] = Arch(
-                modules={n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n},
-                params=sum(p.numel() for p in model.parameters()),
-                hidden=cfg.hidden_size,
-                layers=cfg.num_hidden_layers,
-                heads=getattr(cfg, "num_attention_heads", 1) or 1,
-                stored_bytes=_stored_bytes(cfg),
-                vocab=getattr(cfg, "vocab_size", 0) or 0,
-            )
-        return self._archs[spec]
+        return arch_of(spec)
 
     async def validate(self, req: ValidateRequest) -> ValidationReport:
         plan, data, card = req.plan, req.data, req.card

@@ -11,6 +11,9 @@ as ratios, with the machine described:
   baseline step by step (same math, different head and batching code); ours
   in bf16 (the default where the CPU has native bf16) per quarter of the run. The machine's ceiling is the
   measured bf16 matmul peak divided by the FLOPs one trained token needs.
+  Two example sets (``--examples long,short``, both by default): long worked
+  solutions (math-linear, ~107 tokens) and short answers only (math-arith,
+  ~52 tokens), with ours' short ÷ long tokens/s reported for each setup.
 * **eval**: examples/s of our batched greedy generation against one
   ``generate`` call per example, with the answers compared one by one.
 * **adapter** (not in the default set): a LoRA candidate's evaluation with its adapter loaded unmerged
@@ -81,11 +84,20 @@ def flops_per_token(model: Any, completion_share: float, seq_len: float) -> floa
     return 4 * body + 2 * attention + 4 * head * completion_share
 
 
-def curated_examples(task: str, model: str, work: Path) -> tuple[DojoEnv, Path, list[Example]]:
+LONG = ("math-linear", SourceMapping(source="worked_solutions", prompt="{problem}", answer="{final}", rationale="{solution}"),
+        PromptSpec())
+"""Long examples: math-linear's worked solutions (mean ~108 tokens, a third of them completion)."""
+SHORT = ("math-arith", SourceMapping(source="gradeschool_qa", prompt="{question}", answer="{answer}"),
+         PromptSpec(system="Be brief.", template="{input}"))
+"""Short examples, the unit-conversion kind: math-arith's grade-school questions, answer only, a one-line system prompt and no
+instruction (mean ~40 tokens)."""
+
+
+def curated_examples(task: str, model: str, work: Path, mapping: SourceMapping | None = None) -> tuple[DojoEnv, Path, list[Example]]:
     env = DojoEnv(task, model, Budget(max_train_steps=10**6, max_dev_evals=100), threads=torch.get_num_threads())
-    mapping = SourceMapping(source="worked_solutions", prompt="{problem}", answer="{final}", rationale="{solution}")
+    mapping = mapping or LONG[1]
     plan = Plan(plan_id="bench", hypothesis="throughput", recipe=DataRecipe(sources=[mapping]), train=TrainConfig())
-    data = asyncio.run(Curator(EnvHandle(env), str(work)).curate(plan))
+    data = asyncio.run(Curator(EnvHandle(env), str(work / mapping.source)).curate(plan))
     path = Path(data.path)
     return env, path, [Example.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -149,11 +161,11 @@ def window_means(losses: list[float], parts: int = 4) -> list[float]:
     return [statistics.fmean(losses[i : i + size]) for i in range(0, size * parts, size)]
 
 
-def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str, Any]:
-    env, data_path, examples = curated_examples(task, model_spec, work)
+def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> dict[str, Any]:
+    task, mapping, prompt = LONG if kind == "long" else SHORT
+    env, data_path, examples = curated_examples(task, model_spec, work, mapping)
     card = env.describe()
     tc = TrainConfig(steps=steps, batch_size=8, lr=1e-3, warmup_steps=5, max_length=256)
-    prompt = PromptSpec()
     base, tok = models.load(model_spec)
     enc = sft.encode_examples(tok, examples, prompt, card.instruction, tc.max_length)
     schedule = sft.batch_schedule(len(enc), tc.batch_size, tc.steps, tc.seed, [len(e.input_ids) for e in enc])
@@ -175,6 +187,8 @@ def bench_train(model_spec: str, task: str, steps: int, work: Path) -> dict[str,
     ceiling = peak_bf16 / fpt if training.use_bf16("auto", "cpu") else peak_fp32 / fpt
     wb, wo = window_means(same_batches["losses"]), window_means(ours.losses)
     return {
+        "examples": kind,
+        "task": task,
         "steps": steps,
         "batch_size": tc.batch_size,
         "mean_seq_len": total / (len(schedule) * tc.batch_size),
@@ -290,7 +304,9 @@ def bench_fit_overhead(work: Path, reps: int = 5) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--task", default="math-linear")
+    ap.add_argument("--task", default="math-linear", help="the eval and adapter sections' task")
+    ap.add_argument("--examples", default="long,short", type=lambda v: v.split(","),
+                    help="the train section's example sets: long (math-linear worked solutions), short (~40 tokens)")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--eval-n", type=int, default=64)
     ap.add_argument("--only", choices=["train", "eval", "overhead", "adapter"], action="append")
@@ -314,9 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         out["adapter"] = bench_adapter(a.model, a.task, a.eval_n, work)
         print(json.dumps(out["adapter"]), flush=True)
     if "train" in only:
-        torch.set_num_threads(a.threads)
-        out["train"] = bench_train(a.model, a.task, a.steps, work)
-        print(json.dumps({k: v for k, v in out["train"].items() if not k.endswith("_losses")}), flush=True)
+        for kind in a.examples:
+            torch.set_num_threads(a.threads)
+            key = "train" if kind == "long" else f"train_{kind}"
+            out[key] = bench_train(a.model, a.steps, work, kind)
+            print(json.dumps({k: v for k, v in out[key].items() if not k.endswith("_losses")}), flush=True)
+        if "train" in out and "train_short" in out:
+            long, short = out["train"], out["train_short"]
+            out["short_vs_long"] = {"ours": short["ours_tokens_per_s"] / long["ours_tokens_per_s"],
+                                    "baseline": short["baseline_tokens_per_s"] / long["baseline_tokens_per_s"],
+                                    "ours_fp32": short["ours_fp32_tokens_per_s"] / long["ours_fp32_tokens_per_s"]}
+            print(json.dumps({"short_vs_long": out["short_vs_long"]}), flush=True)
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
     return 0

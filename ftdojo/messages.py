@@ -1001,7 +1001,13 @@ class RunRecord(Message):
     peak_rss_mb: dict[str, float] = Field(default_factory=dict)
     """Peak resident memory of each of the run's processes, MiB: ``supervisor`` (with every peer that ran in its
     process) and each peer that ran as its own Ray actor (Ray Train worker processes of a multi-worker fit are
-    not counted)."""
+    not counted), each since the run started (a reused process's earlier peaks are not this run's)."""
+    memory_bound_mb: float | None = None
+    """The most each model-holding process may reach on the host (``actors.validator.memory_bound_mb``: the
+    process at the run's start, twice the model's bf16 size, the largest fit's activations and trainable
+    state); None for a run on GPUs, whose models are not on the host."""
+    over_memory_bound: list[str] = Field(default_factory=list)
+    """The processes of ``peak_rss_mb`` above ``memory_bound_mb``."""
     transcript_sha256: str | None = None
     """Hash of the run's transcript file (``runs/<run>.transcript.jsonl``): every request to a language model
     and its answer (LLM agents; none for rule-based ones)."""

@@ -196,6 +196,11 @@ base_lock = threading.RLock()
 the threads of one actor take turns."""
 
 
+rss_before_load: float | None = None
+"""This process's resident memory just before its first base model load since it was last set to None (a
+run's supervisor does at the run's start): the interpreter and its libraries, without the model."""
+
+
 def shared_base(spec: str, dtype: str = "fp32", device: str = "cpu") -> tuple[Any, Any]:
     """The process's one frozen base model, in ``dtype`` on ``device``, loaded on first use.
 
@@ -207,7 +212,11 @@ def shared_base(spec: str, dtype: str = "fp32", device: str = "cpu") -> tuple[An
     with base_lock:
         if key not in _SHARED:
             release_base()
-            global loads
+            global loads, rss_before_load
+            if rss_before_load is None:
+                from ftdojo import runtime
+
+                rss_before_load = runtime.rss_mb()
             model, tok = _load_nf4(spec, device) if dtype == "nf4" else load(spec, dtype=torch_dtype(dtype), device=device)
             model.requires_grad_(False)
             loads += 1

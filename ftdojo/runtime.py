@@ -20,6 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from ftdojo.errors import FtdojoError, UserError
@@ -218,8 +219,38 @@ async def peer_devices(handle: Handle) -> str | None:
     return visible_devices()
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, MiB (its peak where the system reports no current figure)."""
+    now = _status_mb("VmRSS")
+    return now if now is not None else peak_rss_mb()
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory afresh from now (Linux ``clear_refs``), so a run in a reused
+    process reports its own peak; False where the system keeps no resettable peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_mb("VmHWM") is not None
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    """This process's peak resident memory since it started or since ``reset_peak_rss``, MiB (Linux's VmHWM;
+    elsewhere ``ru_maxrss``, the whole life of the process)."""
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

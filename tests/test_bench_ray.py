@@ -24,6 +24,9 @@ def test_bench_runs_one_math_task_end_to_end_and_resumes(ray_cluster, tmp_path, 
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3])
     assert sft.test is not None and sft.test.n == 120 and len(sft.test_sha256) == 64
     assert not sft.fallback_to_base and sft.final.checkpoint
+    # each run's own Ray actor: its peak since its start, and the bound on a model-holding process beside it
+    assert all(r.memory_bound_mb and r.peak_rss_mb["supervisor"] > 100 for r in records)
+    assert all(r.over_memory_bound == [k for k, v in r.peak_rss_mb.items() if v > r.memory_bound_mb] for r in records)
     table = (out / "results.md").read_text()
     assert "| math-linear |" in table and "zero-shot" in table and "naive-sft" in table
     summary = json.loads((out / "results.json").read_text())

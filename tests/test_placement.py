@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+import torch
 from conftest import FAKE_GPUS
 
 from ftdojo import bench
@@ -103,6 +104,8 @@ def test_a_two_gpu_run_gives_each_training_worker_its_own_device_and_half_gpu_ru
     assert train.status == "ok" and train.workers == 2 and train.visible_devices == p.devices  # worker k on device k
     # Each peer with its own process reports its peak memory (a process that imported torch holds > 100 MiB)
     assert {"supervisor", "env", "trainer"} <= set(r.peak_rss_mb) and all(v > 100 for v in r.peak_rss_mb.values())
+    # a run whose models sit on a GPU has no host bound; pretend GPUs keep them on the host, which is bounded
+    assert (r.memory_bound_mb is None) == torch.cuda.is_available()
     out = tmp_path / "half"
     argv = ["math-linear", "--agents", "zero-shot", "--seeds", "0,1", "--profile", "tiny", "--out", str(out),
             "resources.cpus=0.5", "resources.gpus=0.5"]

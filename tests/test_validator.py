@@ -122,6 +122,36 @@ def test_the_memory_estimate_follows_the_device_the_method_and_the_length() -> N
         (2 - 0.56) * 135e6 / mb, abs=1)
 
 
+def test_the_run_memory_bound_is_the_start_twice_the_bf16_model_and_the_largest_fit() -> None:
+    """The bound on a run's model-holding process: its memory at the start, 2x the model's bf16 size, and the
+    largest of the run's fits (activations at max_length, trainable state, the fit's fixed overhead)."""
+    from actors.validator import OVERHEAD_MB, Arch, _activation_bytes, memory_bound_mb
+
+    arch = Arch(modules=set(), params=135_000_000, hidden=576, layers=30, heads=9, vocab=49152)
+    short, long = TrainConfig(batch_size=8, max_length=128), TrainConfig(batch_size=8, max_length=512)
+    mb = 2**20
+    none = memory_bound_mb(arch, [], "cpu", True, 600.0)
+    assert none == pytest.approx(600 + 4 * 135e6 / mb + OVERHEAD_MB)  # an evaluation-only run (zero-shot)
+    both = memory_bound_mb(arch, [(short, 1e6), (long, 2e6)], "cpu", True, 600.0)
+    assert both == pytest.approx(none + (_activation_bytes(arch, long, "cpu", True) + 16 * 2e6) / mb)
+    assert memory_bound_mb(arch, [(short, 1e6)], "cpu", True, 600.0) < both  # the largest fit counts, once
+
+
+def test_a_process_peak_memory_restarts_from_a_reset() -> None:
+    """``peak_rss_mb`` is since ``reset_peak_rss``: a run in a reused process (a test session, a reused actor)
+    reports its own peak, not an earlier one."""
+    from ftdojo import runtime
+
+    if not runtime.reset_peak_rss():
+        pytest.skip("this system keeps no resettable peak (no /proc/self/clear_refs)")
+    start = runtime.rss_mb()
+    block = bytearray(300 * 2**20)
+    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page
+    assert runtime.peak_rss_mb() > start + 250
+    del block
+    assert runtime.reset_peak_rss() and runtime.peak_rss_mb() < start + 100
+
+
 def test_the_memory_estimate_counts_fsdp_shards_and_gradient_checkpointing() -> None:
     """A 7B full fine-tune: unsharded it needs more than an 80 GB GPU; FSDP over 8 GPUs puts 1/8 of the weights,
     gradients and Adam state (and of the global batch) on each; gradient checkpointing keeps one layer's activations."""

@@ -51,4 +51,8 @@ def render(name: str, record: dict[str, Any]) -> str:
     lines.append(f"  training + evaluation {share:.1%}, outside them {1 - share:.1%}")
     if record.get("peak_rss_mb"):
         lines.append("  peak memory: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in record["peak_rss_mb"].items()))
+        if record.get("memory_bound_mb") is not None:
+            over = record.get("over_memory_bound") or []
+            lines.append(f"  memory bound {record['memory_bound_mb']:.0f} MiB per model-holding process: "
+                         + (f"ABOVE it: {', '.join(over)}" if over else "every process within it"))
     return "\n".join(lines)
