@@ -82,6 +82,8 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
     for task_id in suite.tasks:
         spec_hash = get_task(task_id).spec_hash()
         for a in agent_cfgs:
+            if not suite.runs_on(a.name, task_id):
+                continue
             for seed in seeds:
                 h = paths.sha256_json([code, spec_hash, a.model_dump(), profile.model_dump()])
                 key = RunKey(task=task_id, agent=a.name, seed=seed, profile=profile.name, config_hash=h)

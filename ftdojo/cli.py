@@ -82,7 +82,7 @@ def report_progress(args: argparse.Namespace) -> None:
     report.warn_damaged(damaged)
     summary = report.summarize(records, damaged)
     md = report.publish(args.dir, summary)
-    block = report.readme_block(report.progress(records, suite.tasks, suite.agents, suite.seeds), summary.calibration)
+    block = report.readme_block(report.progress(records, suite.tasks, suite.agents, suite.seeds, suite.agent_tasks), summary.calibration)
     if args.readme:
         report.fill_readme(args.readme, block)
         print(f"{args.readme}: calibration block rewritten from {args.dir}/runs\n")

@@ -198,6 +198,25 @@ class SuiteConfig(Schema):
     """Seeds; each task x agent runs once per seed."""
     profile: str = "default"
     """Profile the suite runs under unless --profile says otherwise."""
+    agent_tasks: dict[str, list[str]] = {}
+    """Agents that run on only some of the suite's tasks: agent name -> its tasks (the others run on all),
+    e.g. ``{ft-agent: [math-linear, chem-group]}`` for a costly agent on one task per domain."""
+
+    @model_validator(mode="after")
+    def _agent_tasks_within_suite(self) -> SuiteConfig:
+        for agent, tasks in self.agent_tasks.items():
+            if agent not in self.agents:
+                raise ValueError(f"agent_tasks.{agent}: {agent!r} is not one of the suite's agents ({', '.join(self.agents)}); "
+                                 f"add it to agents or drop the entry")
+            if not tasks:
+                raise ValueError(f"agent_tasks.{agent}: no tasks; list at least one or drop {agent} from agents")
+            if stray := [t for t in tasks if t not in self.tasks]:
+                raise ValueError(f"agent_tasks.{agent}: {', '.join(stray)} not among the suite's tasks; add to tasks or remove")
+        return self
+
+    def runs_on(self, agent: str, task: str) -> bool:
+        """Whether the suite's grid has ``agent`` on ``task``."""
+        return task in self.agent_tasks.get(agent, self.tasks)
 
 
 def _names(kind: str) -> list[str]:

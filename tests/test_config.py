@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ftdojo import agents, config, models
+from ftdojo import agents, config, models, registry
 from ftdojo.errors import ConfigError, ModelNotFound, UnknownName
 from ftdojo.registry import get_task
 
@@ -103,6 +103,36 @@ def test_a_suite_needs_tasks_agents_and_seeds(tmp_path) -> None:
     p.write_text("name: s\ntasks: []\nagents: [zero-shot]\n")
     with pytest.raises(ConfigError, match=r"suite.yaml: tasks: .*at least 1 item"):
         config.load_suite(str(p))
+
+
+def test_the_main_suite_runs_ft_agent_on_one_task_per_domain_beside_the_baselines_on_all() -> None:
+    from ftdojo import bench
+
+    suite = config.load_suite("all")
+    _, runs, _ = bench.plan_runs(bench.parse_args(["all"]))
+    grid = {(r.key.task, r.key.agent) for r in runs}
+    ft = sorted(t for t, a in grid if a == "ft-agent")
+    assert ft == sorted(suite.agent_tasks["ft-agent"]) and len(ft) == 5
+    domain_of = {t.id: d.name for d in registry.domains().values() for t in d.tasks}
+    assert len(ft) == len({domain_of[t] for t in ft}) == len({domain_of[t] for t in suite.tasks})  # one per domain
+    assert all((t, a) in grid for t in suite.tasks for a in ("zero-shot", "naive-sft"))
+    assert len(runs) == 2 * 13 + 5 and {r.key.seed for r in runs} == {0}
+    # --agents narrows the agents, not the tasks each runs on
+    _, only, _ = bench.plan_runs(bench.parse_args(["all", "--agents", "ft-agent", "--seeds", "0,1"]))
+    assert sorted({r.key.task for r in only}) == ft and len(only) == 10
+
+
+@pytest.mark.parametrize("body, match", [
+    ("agent_tasks: {ft-agent: [math-arith]}", r"agent_tasks.ft-agent: 'ft-agent' is not one of the suite's agents \(zero-shot\); add it"),
+    ("agents: [zero-shot, ft-agent]\nagent_tasks: {ft-agent: [chem-rings]}", r"agent_tasks.ft-agent: chem-rings not among the suite's tasks"),
+    ("agents: [zero-shot, ft-agent]\nagent_tasks: {ft-agent: []}", r"agent_tasks.ft-agent: no tasks"),
+])
+def test_a_suites_agent_tasks_must_name_its_own_agents_and_tasks(tmp_path, body, match) -> None:
+    p = tmp_path / "suite.yaml"
+    p.write_text("name: s\ntasks: [math-arith]\n" + ("" if body.startswith("agents") else "agents: [zero-shot]\n") + body + "\n")
+    with pytest.raises(ConfigError, match=r"suite.yaml: .*" + match) as e:
+        config.load_suite(str(p))
+    assert "\n" not in str(e.value)
 
 
 def test_the_frontier_suite_puts_two_llm_backbones_beside_the_heuristic_agent_and_the_baselines() -> None:

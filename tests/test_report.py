@@ -177,25 +177,30 @@ def test_the_published_calibration_is_what_its_records_say() -> None:
 
 
 def test_the_embedded_default_table_agrees_with_every_published_seed_0_baseline() -> None:
-    """`make bench` (suite `all`) is the calibration's seed-0 zero-shot and naive-sft half under the same
-    profile, so each run the calibration publishes re-measures a cell of the README's first results table."""
+    """`make bench` (suite `all`) is a seed-0 part of the calibration under the same profile (every
+    baseline run, FT-Agent on five tasks), so each run the calibration publishes re-measures a cell of
+    the README's first results table; cells outside the suite's grid are blank."""
     root = Path(__file__).resolve().parent.parent
     every, cal = config.load_suite("all"), config.load_suite("calibration")
     assert (every.tasks, every.profile, every.seeds) == (cal.tasks, cal.profile, [0])
-    assert set(every.agents) == set(report.BASELINES) <= set(cal.agents)
+    assert set(every.agents) == {*report.BASELINES, "ft-agent"} <= set(cal.agents)
     section = (root / "README.md").read_text().split("### Results on the embedded default")[1].split("\n### ")[0]
     table = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 3 and cells[0] in every.tasks:
-            table[cells[0]] = dict(zip(("zero-shot", "naive-sft"), cells[1:], strict=True))
+        if cells[0] == "task":
+            assert cells[1:] == every.agents
+        if len(cells) == 1 + len(every.agents) and cells[0] in every.tasks:
+            table[cells[0]] = dict(zip(every.agents, cells[1:], strict=True))
     assert sorted(table) == sorted(every.tasks)
+    assert {(t, a) for t, row in table.items() for a, c in row.items() if c != "—"} == {
+        (t, a) for t in every.tasks for a in every.agents if every.runs_on(a, t)}
     checked = 0
     for r in report.load_records(root / "bench" / "calibration"):
-        if r.key.seed == 0 and r.key.agent in every.agents and r.test and r.dev:
+        if r.key.seed == 0 and every.runs_on(r.key.agent, r.key.task) and r.key.agent in every.agents and r.test and r.dev:
             assert table[r.key.task][r.key.agent] == f"{100 * r.test.score:.1f} [{100 * r.dev.score:.1f}]", r.key.slug
             checked += 1
-    assert checked >= 2 * 7  # the seven tasks published when this test was written
+    assert checked == 2 * 13 + 5  # every cell of the grid is published
 
 def test_progress_counts_the_suites_grid_and_the_readme_block_is_replaced_in_place(tmp_path) -> None:
     recs = [_rec("t1", "a", 0, 0.5, [1], wall_s=60.0), _rec("t1", "a", 1, 0.5, [1], wall_s=180.0),

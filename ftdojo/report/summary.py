@@ -430,16 +430,18 @@ def verdict(rows: list[CalibrationRow]) -> dict[str, int]:
     return {"learnable": sum(r.learnable for r in trained), "curation_matters": sum(r.curation_matters for r in judged),
             "curation_significant": sum(r.curation_significant for r in judged), "tasks": len(trained), "judged": len(judged)}
 
-def progress(records: list[RunRecord], tasks: list[str], agents: list[str], seeds: list[int]) -> dict[str, Any]:
-    """How far a set of records is through a planned grid of tasks x agents x seeds: finished runs
-    (status ok and counted in the tables), the tasks with every run finished, what each partly run
-    task still lacks, the tasks not started, the code versions behind the records and each agent's
-    wall time per run."""
-    planned = {(t, a, s) for t in tasks for a in agents for s in seeds}
+def progress(records: list[RunRecord], tasks: list[str], agents: list[str], seeds: list[int],
+             agent_tasks: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """How far a set of records is through a planned grid of tasks x agents x seeds (an agent named in
+    ``agent_tasks`` only on its tasks there): finished runs (status ok and counted in the tables), the
+    tasks with every run finished, what each partly run task still lacks, the tasks not started, the
+    code versions behind the records and each agent's wall time per run."""
+    only = agent_tasks or {}
+    planned = {(t, a, s) for t in tasks for a in agents for s in seeds if t in only.get(a, tasks)}
     done = {(r.key.task, r.key.agent, r.key.seed) for r in records if headline(r)} & planned
     missing: dict[str, list[str]] = {}
     for t in tasks:
-        lacks = {a: [s for s in seeds if (t, a, s) not in done] for a in agents}
+        lacks = {a: [s for s in seeds if (t, a, s) not in done] for a in agents if t in only.get(a, tasks)}
         if any(lacks.values()):
             missing[t] = [f"{a} {','.join(map(str, ss))}" for a, ss in lacks.items() if ss]
     walls: dict[str, list[float]] = defaultdict(list)
