@@ -105,6 +105,11 @@ def test_ft_agent_llm_with_the_bundled_model_writing_its_data_finishes_with_a_co
                        "recipe": DataRecipe(sources=[], synthesis=[step], decontaminate=False).model_dump(),
                        "train": TrainConfig(steps=2, batch_size=2, lr=2e-3).model_dump()})
     verdict = json.dumps({"findings": [], "decision": "stop"})
+    def serving_bundled() -> set[int]:  # other tests' servers of the same model (the module's served_model) may be up
+        path = models.resolve(models.BUNDLED)
+        return {p.pid for p in psutil.process_iter(["cmdline"]) if "serve" in (cmd := p.info["cmdline"] or []) and path in cmd}
+
+    before = serving_bundled()
     llm = yaml.safe_load((config.CONFIG_DIR / "agents" / "ft-agent-llm.yaml").read_text())
     with ScriptedLLM(lambda body: verdict if "diagnostician" in body["messages"][0]["content"][:200] else plan) as srv:
         llm["backbone"] |= {"base_url": srv.url, "model": "scripted-planner", "cache": "off"}
@@ -127,6 +132,4 @@ def test_ft_agent_llm_with_the_bundled_model_writing_its_data_finishes_with_a_co
     if got.kept:  # what the 135M model wrote is checked like any training data: trained, or rejected with the reason
         failed = [c for c in exp.validation.checks if c.status == "fail"]
         assert (exp.status == "ok" and exp.train is not None) or (exp.status == "rejected" and failed), exp.validation
-    served = [p for p in psutil.process_iter(["cmdline"]) if "serve" in (p.info["cmdline"] or []) and
-              any("transformers" in a for a in p.info["cmdline"] or [])]
-    assert not [p for p in served if models.resolve(models.BUNDLED) in (p.info["cmdline"] or [])], "the data model's server outlived the run"
+    assert not serving_bundled() - before, "the data model's server outlived the run"
