@@ -196,7 +196,8 @@ class RunSupervisor:
         if self.resources.use_gpu and torch.cuda.is_available():  # pretend GPUs (a test cluster) keep models on the host
             return {"peak_rss_mb": peaks}
         arch = arch_of(base_model)
-        fits = [(e.plan.train, arch.params * methods.get(e.plan.train.method).trainable_share(e.plan.train, arch.layers))
+        fits = [(e.plan.train, arch.params * methods.get(e.plan.train.method).trainable_share(e.plan.train, arch.layers),
+                 e.validation.longest_tokens if e.validation else None, e.validation.label_tokens if e.validation else None)
                 for e in self.experiments if e.train is not None]
         bf16 = training.use_bf16(self.resources.precision, "cpu")
         # what the process held without the model: at the start, or before its first load (the libraries a

@@ -113,14 +113,19 @@ def _activation_bytes(arch: Arch, tc: Any, device_type: str, bf16: bool, workers
     return tokens * per_token + labels * arch.vocab * LOGIT_BYTES
 
 
-def memory_bound_mb(arch: Arch, fits: list[tuple[Any, float]], device_type: str, bf16: bool, at_start_mb: float,
-                    workers: int = 0) -> float:
+def memory_bound_mb(arch: Arch, fits: list[tuple[Any, float, int | None, int | None]], device_type: str, bf16: bool,
+                    at_start_mb: float, workers: int = 0) -> float:
     """The most a run's model-holding process may reach on the host, MiB: what it held when the run started
     (interpreter, torch and the other libraries), twice the model's bf16 size (the base as it is held, plus
-    loading it or a copy of it), and the largest fit's activations (one micro-batch's, at ``max_length``), its
-    trainable tensors with their gradients and Adam's moments (16 bytes each) and the fit's fixed overhead
-    (``OVERHEAD_MB``). ``fits``: each fit's train config and trainable parameter count."""
-    most = max((_activation_bytes(arch, tc, device_type, bf16, workers) + 16 * trainable for tc, trainable in fits), default=0.0)
+    loading it or a copy of it), and the largest fit's activations (one micro-batch of its widest examples),
+    its trainable tensors with their gradients and Adam's moments (16 bytes each) and the fit's fixed overhead
+    (``OVERHEAD_MB``). ``fits``: each fit's train config, trainable parameter count, and the longest example
+    and most label tokens its data had (``ValidationReport``; None: ``max_length``)."""
+    def activations(tc: Any, longest: int | None, labels: int | None) -> float:
+        widest = tc.model_copy(update={"max_length": min(tc.max_length, longest)}) if longest else tc
+        return _activation_bytes(arch, widest, device_type, bf16, workers, labels)
+
+    most = max((activations(tc, longest, labels) + 16 * trainable for tc, trainable, longest, labels in fits), default=0.0)
     return at_start_mb + (2 * 2 * arch.params + most) / 2**20 + OVERHEAD_MB
 
 
@@ -182,7 +187,8 @@ class Validator:
         plan, data, card = req.plan, req.data, req.card
         t0 = time.perf_counter()
         examples = read_models(data.path, Example)
-        checks, label_tokens = self.data_checks(plan, examples, card)
+        checks, widths = self.data_checks(plan, examples, card)
+        longest, label_tokens = widths or (None, None)
         checks += await self.config_checks(plan, card, examples)
         smoke: list[float] = []
         mem = self.memory_mb(plan, card, label_tokens)
@@ -193,11 +199,12 @@ class Validator:
             checks.append(check.model_copy(update={"seconds": time.perf_counter() - t1}))
         return ValidationReport(
             plan_id=plan.plan_id, checks=checks, smoke_losses=smoke, memory_estimate_mb=mem,
-            wall_s=time.perf_counter() - t0,
+            longest_tokens=longest, label_tokens=label_tokens, wall_s=time.perf_counter() - t0,
         )
 
-    def data_checks(self, plan: Plan, examples: list[Example], card: TaskCard) -> tuple[list[Check], int | None]:
-        """The data's checks, and the most label tokens of one tokenised example of the sample (memory)."""
+    def data_checks(self, plan: Plan, examples: list[Example], card: TaskCard) -> tuple[list[Check], tuple[int, int] | None]:
+        """The data's checks, and the longest tokenised example of the sample with the most label tokens of
+        one (what the fit's memory depends on); None without examples."""
         n = len(examples)
         checks = [_check("non_empty", n > 0, f"{n} examples")]
         if n == 0:
@@ -223,7 +230,7 @@ class Validator:
         checks.append(_check("prompt_prefix", prefix == 1.0, f"tokenized prompt is a prefix of prompt+completion for {prefix:.1%}", prefix, warn=True))
         dup = 1 - len({e.input for e in examples}) / n
         checks.append(_check("duplicates", dup <= 0.2, f"{dup:.1%} duplicate inputs", dup, warn=True))
-        return checks, max(sum(lab != sft.IGNORE for lab in e.labels) for e in enc)
+        return checks, (max(len(e.input_ids) for e in enc), max(sum(lab != sft.IGNORE for lab in e.labels) for e in enc))
 
     async def config_checks(self, plan: Plan, card: TaskCard, examples: list[Example]) -> list[Check]:
         tc = plan.train

@@ -476,6 +476,10 @@ class ValidationReport(Message):
     """Losses of the smoke train."""
     memory_estimate_mb: float | None = None
     """Estimated peak training memory."""
+    longest_tokens: int | None = None
+    """The longest tokenised example of the checked sample (prompt and completion, cut at max_length)."""
+    label_tokens: int | None = None
+    """The most label tokens of one example of the sample."""
     wall_s: float = 0.0
     """Time the validation took."""
 

@@ -68,6 +68,8 @@ def test_good_plan_passes_with_a_falling_smoke_loss(parts) -> None:
             "dev_overlap", "target_modules", "learning_rate", "fits_budget", "memory", "smoke_train"} <= names
     assert len(report.smoke_losses) == 6 and report.smoke_losses[-1] < report.smoke_losses[0]
     assert report.memory_estimate_mb and report.memory_estimate_mb > 0
+    # the widest example of the data, for the run's memory bound: within max_length, more than its labels
+    assert report.longest_tokens and report.label_tokens and report.label_tokens < report.longest_tokens <= _plan().train.max_length
 
 
 def test_a_lora_rank_the_vllm_evaluation_server_would_refuse_fails_before_training(math_domain, tiny_model, tmp_path) -> None:
@@ -124,7 +126,8 @@ def test_the_memory_estimate_follows_the_device_the_method_and_the_length() -> N
 
 def test_the_run_memory_bound_is_the_start_twice_the_bf16_model_and_the_largest_fit() -> None:
     """The bound on a run's model-holding process: its memory at the start, 2x the model's bf16 size, and the
-    largest of the run's fits (activations at max_length, trainable state, the fit's fixed overhead)."""
+    largest of the run's fits (activations of its widest examples, else at max_length; trainable state; the
+    fit's fixed overhead)."""
     from actors.validator import OVERHEAD_MB, Arch, _activation_bytes, memory_bound_mb
 
     arch = Arch(modules=set(), params=135_000_000, hidden=576, layers=30, heads=9, vocab=49152)
@@ -132,9 +135,15 @@ def test_the_run_memory_bound_is_the_start_twice_the_bf16_model_and_the_largest_
     mb = 2**20
     none = memory_bound_mb(arch, [], "cpu", True, 600.0)
     assert none == pytest.approx(600 + 4 * 135e6 / mb + OVERHEAD_MB)  # an evaluation-only run (zero-shot)
-    both = memory_bound_mb(arch, [(short, 1e6), (long, 2e6)], "cpu", True, 600.0)
+    both = memory_bound_mb(arch, [(short, 1e6, None, None), (long, 2e6, None, None)], "cpu", True, 600.0)
     assert both == pytest.approx(none + (_activation_bytes(arch, long, "cpu", True) + 16 * 2e6) / mb)
-    assert memory_bound_mb(arch, [(short, 1e6)], "cpu", True, 600.0) < both  # the largest fit counts, once
+    assert memory_bound_mb(arch, [(short, 1e6, None, None)], "cpu", True, 600.0) < both  # the largest fit counts, once
+    # a fit whose data is 100 tokens at most (20 of them labels) is bounded by those, not by its max_length
+    narrow = memory_bound_mb(arch, [(long, 2e6, 100, 20)], "cpu", True, 600.0)
+    at_100 = long.model_copy(update={"max_length": 100})
+    assert narrow == pytest.approx(none + (_activation_bytes(arch, at_100, "cpu", True, 0, 20) + 16 * 2e6) / mb)
+    assert narrow < both / 2 and memory_bound_mb(arch, [(short, 1e6, 900, 900)], "cpu", True, 600.0) == pytest.approx(
+        memory_bound_mb(arch, [(short, 1e6, None, None)], "cpu", True, 600.0))  # never wider than max_length
 
 
 def test_a_process_peak_memory_restarts_from_a_reset() -> None:
