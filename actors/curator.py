@@ -78,7 +78,9 @@ class Curator:
         card = await self.card()
         recipe = plan.recipe
         if recipe.verify and not card.verifier:
-            raise RecipeError(f"recipe asks verify=true but task {card.task_id} has no verifier; set verify: false")
+            raise RecipeError(f"recipe field verify: task {card.task_id} offers no answer verifier (no built-in task does: "
+                              "none of the paper's tasks can compute gold answers); set verify: false and check targets "
+                              "with require_parseable, agreement between sources, per-source losses or a data script")
         self._verifier = get_domain(card.domain).verifier if recipe.verify else None
         rng = random.Random(f"{self.seed}:{plan.plan_id}")
         drops: dict[str, Counter[str]] = defaultdict(Counter)  # per source, per filter

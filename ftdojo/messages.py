@@ -143,7 +143,8 @@ class TaskCard(Message):
     dev_size: int
     """Items in the visible dev split."""
     verifier: bool = False
-    """Whether the domain offers an answer verifier that recipes can filter with."""
+    """Whether the task offers a check of answers that recipes can filter with (``DataRecipe.verify``); no
+    built-in task does: what computes gold answers is the suite's, never the agent's."""
 
 
 class DevItem(Message):
@@ -255,7 +256,7 @@ class DataRecipe(Message):
     require_parseable: bool = False
     """Drop examples the task's own extractor cannot parse."""
     verify: bool = False
-    """Drop examples the domain's verifier rejects (needs ``TaskCard.verifier``)."""
+    """Drop examples the task's verifier rejects (needs ``TaskCard.verifier``; no built-in task offers one)."""
 
 
 class TrainConfig(Message):

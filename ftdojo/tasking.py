@@ -141,7 +141,12 @@ class Domain:
     origin: str = ""
     """Where the domain was defined: a module name or a YAML path (part of its fingerprint)."""
     verifier: Callable[[str, str], bool | None] | None = None
-    """Checks (input, answer) by computation: True / False, or None when it cannot tell."""
+    """A check of (input, answer) that recipes may filter with (``verify``): True / False, or None when it
+    cannot tell. Only for a check a real task offers its practitioners (a format validator, a test harness);
+    no built-in domain sets one."""
+    oracle: Callable[[str, str], bool | None] | None = None
+    """The generator's own answer check (recomputes the answer from the input): the suite's tests use it,
+    no card announces it and no recipe can reach it; agents check what a practitioner could."""
     depends: tuple[str, ...] = ()
     """Further modules whose source defines the domain's bytes (shared helpers)."""
     data_files: tuple[str, ...] = ()

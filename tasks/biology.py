@@ -5,7 +5,8 @@
 Tasks: transcribe a DNA coding strand into mRNA; say whether a
 sequence holds an enzyme's recognition site; count the G and C bases of a
 sequence. Sequences are drawn from a seed; answers are computed with
-Biopython (``solve``), which is also the domain's verifier.
+Biopython (``solve``), which is also the domain's oracle (the suite's own
+tests; agents never get it).
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ DOMAIN = Domain(
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
-    verifier=verify,
+    oracle=verify,
     tasks=(
         TaskSpec(
             id="bio-transcribe",

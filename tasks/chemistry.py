@@ -4,7 +4,8 @@ table (names, formulas, SMILES), with answers computed by RDKit.
 Tasks: count the carbon atoms in a molecular formula; count the rings of a
 molecule given as SMILES; pick the functional group a molecule contains
 (four options). Every answer is computed from the input alone (``solve``),
-which is also the domain's verifier.
+which is also the domain's oracle (the suite's own tests; agents never get
+it).
 """
 
 from __future__ import annotations
@@ -294,7 +295,7 @@ DOMAIN = Domain(
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
-    verifier=verify,
+    oracle=verify,
     tasks=(
         TaskSpec(
             id="chem-carbons",

@@ -3,7 +3,8 @@
 
 Tasks: did the price rise or fall over a window of months; in which month of
 the window was the close highest or lowest. Every answer is computed from
-the prices in the input (``solve``), which is also the domain's verifier.
+the prices in the input (``solve``), which is also the domain's oracle (the
+suite's own tests; agents never get it).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ DOMAIN = Domain(
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
-    verifier=verify,
+    oracle=verify,
     tasks=(
         TaskSpec(
             id="fin-trend",

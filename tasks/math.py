@@ -111,7 +111,7 @@ def linear_item(rng: random.Random) -> Item:
     return {"id": _id("lin", eq), "input": f"Solve for x: {eq}", "answer": str(x), "category": cat}
 
 
-# --- verifier -------------------------------------------------------------------------
+# --- oracle (the suite's own tests; agents never get it) -----------------
 
 _WORD_PATTERNS = (
     (re.compile(r"has (\d+) \w+\. \w+ gets (\d+) more, then gives away (\d+)\."), lambda a, b, c: a + b - c),
@@ -254,7 +254,7 @@ DOMAIN = Domain(
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
-    verifier=verify,
+    oracle=verify,
     tasks=(
         TaskSpec(
             id="math-arith",

@@ -4,7 +4,7 @@
 Tasks: look up a cell; name the row with the highest or lowest value of a
 column; count the rows meeting a condition. The input holds the snippet as a
 Markdown table; every answer is computed from it (``solve``), which is also
-the domain's verifier.
+the domain's oracle (the suite's own tests; agents never get it).
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ DOMAIN = Domain(
     sources=SOURCES,
     origin=__name__,
     depends=("tasks._kit",),
-    verifier=verify,
+    oracle=verify,
     tasks=(
         TaskSpec(
             id="table-lookup",

@@ -215,15 +215,41 @@ def test_random_search_runs_and_picks_best(math_domain, tmp_path) -> None:
     assert rec.fallback_to_base == (best is None)
 
 
-def test_curator_verifier_removes_the_noisy_labels(math_domain, tmp_path) -> None:
-    from actors.curator import Curator
+def test_no_built_in_task_offers_a_verifier_and_a_recipe_asking_for_one_is_refused(math_domain, tmp_path) -> None:
+    """The generator's answer check is the suite's oracle, not the agent's: no built-in card announces a
+    verifier, and a recipe that asks for one gets one line naming the field, the task and what to use."""
+    from actors.curator import Curator, RecipeError
+    from ftdojo import registry
     from ftdojo.dojo import DojoEnv, EnvHandle
 
+    builtin = [t for t in registry.all_tasks().values() if registry.builtin_offline(registry.get_domain(t.domain))]
+    assert len(builtin) >= 13
+    assert not any(DojoEnv(t.id, "tiny-random", Budget()).describe().verifier for t in builtin)
+    assert not any(d.verifier for d in registry.domains().values())  # the paper's tasks and specs neither
+    env = EnvHandle(DojoEnv("math-linear", "tiny-random", Budget()))
+    forum = SourceMapping(source="homework_forum", prompt="{question}", answer="{accepted_reply}")
+    plan = Plan(plan_id="v", hypothesis="h", recipe=DataRecipe(sources=[forum], verify=True), train=TrainConfig())
+    with pytest.raises(RecipeError, match=r"^recipe field verify: task math-linear offers no answer verifier.*set verify: false"):
+        asyncio.run(Curator(env, str(tmp_path)).curate(plan))
+
+
+def test_a_task_that_offers_a_verifier_lets_the_curator_drop_what_it_rejects(math_domain, tmp_path, monkeypatch) -> None:
+    """A task whose practitioners have a check (here the math oracle, handed over as a verifier to make the
+    point measurable) gets the ``verify`` filter: it drops the forum's wrong labels and nothing else."""
+    import dataclasses
+
+    from actors import curator
+    from ftdojo import dojo
+    from ftdojo.dojo import DojoEnv, EnvHandle
+
+    offered = dataclasses.replace(math_domain, verifier=math_domain.oracle)
+    for module in (curator, dojo):
+        monkeypatch.setattr(module, "get_domain", lambda name: offered)
     env = EnvHandle(DojoEnv("math-linear", "tiny-random", Budget()))
     forum = SourceMapping(source="homework_forum", prompt="{question}", answer="{accepted_reply}")
     plan = lambda verify: Plan(plan_id=f"v{verify}", hypothesis="h", recipe=DataRecipe(sources=[forum], verify=verify), train=TrainConfig())  # noqa: E731
-    raw = asyncio.run(Curator(env, str(tmp_path)).curate(plan(False)))
-    clean = asyncio.run(Curator(env, str(tmp_path)).curate(plan(True)))
+    raw = asyncio.run(curator.Curator(env, str(tmp_path)).curate(plan(False)))
+    clean = asyncio.run(curator.Curator(env, str(tmp_path)).curate(plan(True)))
     share = clean.dropped["verifier"] / raw.n_examples
     assert 0.3 < share < 0.5  # the forum's wrong-label rate is 40%
     assert clean.n_examples == raw.n_examples - clean.dropped["verifier"]

@@ -91,7 +91,7 @@ def test_generators_are_deterministic_and_answers_are_computed_from_the_input(do
         for item in a:
             assert SOLVERS[domain](item["input"]) == item["answer"], item
             assert item["category"] in t.categories, item
-            assert d.verifier(item["input"], item["answer"]) is True
+            assert d.oracle(item["input"], item["answer"]) is True
             assert scoring.extract(t.render_answer(item["answer"]), t.answer_pattern) is not None, (t.id, item["answer"])
             assert scoring.metric(t.metric)(item["answer"], item["answer"], t.tolerance) == 1.0
 
@@ -192,7 +192,7 @@ def test_noisy_source_is_wrong_at_a_rate_and_clean_sources_are_right(suite, doma
                 continue
             for r in _rows(d, s)[:300]:
                 answer = hint.answer.format(**r).strip()
-                ok = d.verifier(hint.prompt.format(**r), answer) if answer else None  # the curator drops empty answers
+                ok = d.oracle(hint.prompt.format(**r), answer) if answer else None  # the curator drops empty answers
                 if ok is None:
                     continue  # a row about another task
                 checked += 1

@@ -4,7 +4,8 @@ It reads the same messages an LLM backbone reads and answers with the same
 models (``PlanProposal``, ``Verdict``). First plan: the sources with worked
 reasoning, only parseable targets, no duplicates or dev overlap. Later plans
 react to the last experiment: fix the checks that failed, drop sources the
-diagnostician suspects of label noise (or filter them with the verifier),
+diagnostician suspects of label noise (by their fit losses; a task that offers a
+verifier is filtered with it instead),
 lower a diverging learning rate, continue an under-fit adapter, and back off
 from a regression.
 """
