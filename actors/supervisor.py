@@ -54,8 +54,8 @@ from ftdojo.messages import (
     ValidateRequest,
     ValidationReport,
 )
-from ftdojo.paths import code_version
-from ftdojo.registry import get_task
+from ftdojo.paths import run_code_version
+from ftdojo.registry import get_domain, get_task
 from ftdojo.tasking import TaskSpec
 from ftdojo.runtime import Spawner, warm
 from ftdojo.search import best_node
@@ -171,7 +171,7 @@ class RunSupervisor:
             usage=await self.usage(),
             wall_s=time.perf_counter() - t0,
             started_at=started,
-            code_version=code_version(),
+            code_version=run_code_version(get_domain(task.domain)),
             prompts=self._prompts(),
             placement=self.placement,
             **await self._memory(p.base_model),

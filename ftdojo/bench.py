@@ -77,10 +77,10 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
         config.agent_train(a, profile)
         if why := a.missing_key():
             raise UserError(why)
-    code = paths.code_version()
     runs = []
     for task_id in suite.tasks:
         spec_hash = get_task(task_id).spec_hash()
+        code = paths.run_code_version(get_domain(get_task(task_id).domain))  # the code this task's runs execute
         for a in agent_cfgs:
             if not suite.runs_on(a.name, task_id):
                 continue
@@ -131,7 +131,7 @@ def failed_record(run: RunSpec, profile: config.ProfileConfig, error: str, wall_
         test_sha256="",
         wall_s=wall_s,
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        code_version=paths.code_version(),
+        code_version=paths.run_code_version(get_domain(task.domain)),
     )
 
 

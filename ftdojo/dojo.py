@@ -23,7 +23,7 @@ from ftdojo.errors import AccessDenied, BudgetExceeded, UserError
 from ftdojo.messages import (Budget, Candidate, DevItem, EvalBackend, EvalReport, Provenance, RowLookup, SourceInfo, SourceRows,
                              TaskCard, Usage)
 from ftdojo.datafiles import atomic_write_text
-from ftdojo.paths import code_version, sealed_dir, sha256_file, sha256_json
+from ftdojo.paths import run_code_version, sealed_dir, sha256_file, sha256_json
 from ftdojo.tasking import Row, TaskSpec
 from ftdojo.registry import get_domain, get_task
 
@@ -292,7 +292,7 @@ def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str
         weights = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(models.resolve(candidate.base_model)).rglob("*") if p.is_file())
         key = sha256_json({
             "task": task.spec_hash(), "split": split, "items": sha256_file(items_path), "candidate": candidate.model_dump(mode="json"),
-            "model": weights, "batch": batch, "threads": threads, "code": code_version(), "torch": torch.__version__,
+            "model": weights, "batch": batch, "threads": threads, "code": run_code_version(get_domain(task.domain)), "torch": torch.__version__,
             **({"device": where[0], "dtype": where[1]} if where != ("cpu", "fp32") else {}),
             **({"backend": backend.model_dump(mode="json")} if backend.backend != "local" else {}),
         })
