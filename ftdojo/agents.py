@@ -159,6 +159,32 @@ class FTAgent:
         return candidate_of(ctx.card, best_node(await ctx.history(), ctx.card.direction))
 
 
+@policy("reference")
+class Reference:
+    """The suite authors' recipe for a built-in task (``recipes.reference``), trained once with the whole
+    step budget: the ceiling the report normalises each agent's score by,
+    (agent - zero-shot) / (reference - zero-shot)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+
+    def peers(self) -> frozenset[Peer]:
+        return frozenset({"curator", "trainer"})
+
+    async def run(self, ctx: RunContext) -> Candidate | None:
+        from ftdojo.registry import get_domain
+
+        card = ctx.card
+        roles = {s.name: s.role for s in get_domain(card.domain).sources}
+        steps = min(card.budget.max_train_steps, card.budget.max_iterations * ctx.train.steps)
+        plan = Plan(plan_id="it0", hypothesis="The suite's reference recipe: worked reasoning and the clean sources "
+                    "in the task's format, noise left out, one fit over the whole step budget.",
+                    recipe=recipes.reference(card, roles), train=ctx.train.model_copy(update={"steps": steps}),
+                    prompt=self.config.prompt)
+        exp = await ctx.iterate(plan)
+        return candidate_of(card, exp if exp.status == "ok" else None)
+
+
 @policy("random-search")
 class RandomSearch:
     """Baseline: random source subsets, mappings, filters and hyper-parameters; best by dev."""

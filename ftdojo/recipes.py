@@ -7,6 +7,7 @@ whether the worked reasoning comes along, and which filters they switch on.
 
 from __future__ import annotations
 
+from ftdojo.errors import UserError
 from ftdojo.messages import DataRecipe, SourceInfo, SourceMapping, TaskCard
 
 
@@ -34,3 +35,24 @@ def reasoning_first(card: TaskCard, exclude: frozenset[str] = frozenset()) -> Da
     chosen = [s for s in usable if s.suggested_rationale] or usable
     return DataRecipe(sources=[suggested(s) for s in chosen], require_parseable=True, verify=card.verifier,
                       dedupe=True, decontaminate=True)
+
+
+CLEAN_WEIGHT = 0.5
+"""The reference's sampling weight of a clean (answer-only) source against a source with worked reasoning:
+answer-only examples teach the format and the content's range, traces the steps a small model needs."""
+
+
+def reference(card: TaskCard, roles: dict[str, str]) -> DataRecipe:
+    """The suite authors' recipe for a built-in task: what they know of the domain's sources (``roles``,
+    the ``SourceSpec.role`` an agent never sees) put to its best known use. Every source with worked
+    reasoning for the task, mapped with it; every clean source mapped into the task's format (at
+    ``CLEAN_WEIGHT``); the noisy source left out (its fit loss gives it away: ``suspected_noise``), as are the
+    irrelevant and crawled ones; only parseable targets, no duplicates, no dev overlap. No oracle."""
+    usable = mappable(card)
+    traces = [suggested(s) for s in usable if roles.get(s.name) == "traces" and s.suggested_rationale]
+    clean = [suggested(s).model_copy(update={"weight": CLEAN_WEIGHT if traces else 1.0})
+             for s in usable if roles.get(s.name) == "clean"]
+    if not traces + clean:
+        raise UserError(f"agent reference: task {card.task_id} has no reference recipe (its domain marks no source "
+                        "as clean or as traces); run it on a built-in task")
+    return DataRecipe(sources=traces + clean, require_parseable=True, dedupe=True, decontaminate=True)

@@ -309,3 +309,26 @@ def test_the_bench_reruns_a_damaged_record_of_its_own_run_and_says_so(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith(f"warning: {path}: damaged run record (") and "set aside as" in err and err.count("\n") == 1
     assert not path.exists() and (path.parent / "damaged" / path.name).exists()
+
+
+def test_each_agent_is_normalised_by_the_reference_and_the_reference_is_no_curated_agent() -> None:
+    """(agent - zero-shot) / (reference - zero-shot) per task, on tasks where both ran, with each agent's
+    mean; in a lower-is-better task the ratio reads the same way; the reference never stands in for the
+    calibration's curated agent."""
+    runs = [
+        _rec("t1", "zero-shot", 0, 0.20, [0] * 5), _rec("t1", "reference", 0, 0.80, [1] * 5),
+        _rec("t1", "naive-sft", 0, 0.50, [1] * 5), _rec("t1", "ft-agent", 0, 0.65, [1] * 5),
+        _rec("t2", "zero-shot", 0, 0.40, [0] * 5), _rec("t2", "reference", 0, 0.40, [0] * 5),  # no room: left out
+        _rec("t2", "ft-agent", 0, 0.60, [1] * 5),
+        _rec("t3", "zero-shot", 0, 9.0, [9.0] * 5, direction="min"), _rec("t3", "reference", 0, 3.0, [3.0] * 5, direction="min"),
+        _rec("t3", "ft-agent", 0, 7.5, [7.5] * 5, direction="min"),
+        _rec("t4", "zero-shot", 0, 0.1, [0] * 5), _rec("t4", "ft-agent", 0, 0.9, [1] * 5),  # no reference ran
+    ]
+    s = report.summarize(runs)
+    assert s.normalised["ft-agent"] == pytest.approx({"t1": 0.75, "t3": 0.25})
+    assert s.normalised["naive-sft"] == pytest.approx({"t1": 0.5})
+    assert s.normalised["reference"] == pytest.approx({"t1": 1.0, "t3": 1.0}) and s.normalised["zero-shot"]["t1"] == 0
+    assert s.normalised_mean["ft-agent"] == pytest.approx(0.5)
+    assert {r.task: r.curated_agent for r in s.calibration.rows}["t1"] == "ft-agent"
+    md = report.markdown(s)
+    assert "| ft-agent | 0.75 | 0.25 | 0.50 |" in md and "| t1 | t3 | mean |" in md

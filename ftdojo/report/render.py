@@ -94,6 +94,16 @@ def markdown(s: ReportSummary, wall_s: float | None = None) -> str:
             f"{e.failfast_saved_s:.0f} s | {e.train_steps:.0f} | {e.dev_evals:.1f} | {e.wall_s:.0f} s | "
             f"{e.llm_tokens:.0f} | {e.data_tokens:.0f} | ${e.llm_cost_usd:.4f} |"
         )
+    if s.normalised:
+        norm_tasks = sorted({t for v in s.normalised.values() for t in v})
+        lines += ["", "Normalised score, (agent − zero-shot) ÷ (reference − zero-shot) over mean test scores "
+                  "(1 = the reference recipe):", "",
+                  "| agent | " + " | ".join(norm_tasks) + " | mean |", "|---|" + "---|" * (len(norm_tasks) + 1)]
+        for a in agents:
+            if a in s.normalised:
+                v = s.normalised[a]
+                lines.append(f"| {a} | " + " | ".join(f"{v[t]:.2f}" if t in v else "—" for t in norm_tasks)
+                             + f" | {s.normalised_mean[a]:.2f} |")
     if s.calibration:
         lines += ["", *calibration_markdown(s.calibration)]
     if s.flagged:

@@ -170,6 +170,10 @@ class ReportSummary(Model):
     flagged: list[Flagged]
     curves: dict[str, dict[str, list[list[float | None]]]]
     """Per task and agent, each counted run's dev score by iteration."""
+    normalised: dict[str, dict[str, float]] = {}
+    """Per agent and task: (agent - zero-shot) / (reference - zero-shot), where both ran."""
+    normalised_mean: dict[str, float] = {}
+    """Per agent: its normalised score's mean over those tasks."""
     calibration: Calibration | None
     bench_wall_s: float | None = None
     damaged: list[Damaged] = []
@@ -374,6 +378,8 @@ def summarize(records: list[RunRecord], damaged: list[Damaged] | None = None) ->
             for r in records if not headline(r)
         ],
         "curves": {t: dict(v) for t, v in curves.items()},
+        "normalised": normalised(means)[0],
+        "normalised_mean": normalised(means)[1],
         "calibration": calibration(means, direction, {(r["task"], r["agent"]): r["n"] for r in rows}, by_run),
         "damaged": damaged or [],
     })
@@ -385,6 +391,23 @@ SIGNIFICANCE = 0.05
 """Curation matters significantly on a task when the exact sign test over paired test items is below this."""
 
 BASELINES = ("zero-shot", "naive-sft")
+
+REFERENCE = "reference"
+"""The suite authors' recipe: what the report normalises by, never a curated agent of the calibration."""
+
+
+def normalised(means: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per agent and task, (agent - zero-shot) / (reference - zero-shot) over the mean test scores (0: no
+    better than the base model, 1: the reference; the ratio is the same in either direction of a metric),
+    on tasks where both ran and the reference moved the score; and each agent's mean over its tasks."""
+    per: dict[str, dict[str, float]] = defaultdict(dict)
+    for task, m in sorted(means.items()):
+        if "zero-shot" not in m or REFERENCE not in m or abs(m[REFERENCE] - m["zero-shot"]) < 1e-9:
+            continue
+        for agent, score in m.items():
+            per[agent][task] = (score - m["zero-shot"]) / (m[REFERENCE] - m["zero-shot"])
+    return dict(per), {a: statistics.fmean(v.values()) for a, v in per.items()}
+
 
 def calibration(means: dict[str, dict[str, float]], direction: dict[str, str], n: dict[tuple[str, str], int],
                 by_run: dict[tuple[str, str, int], RunRecord]) -> Calibration | None:
@@ -400,7 +423,7 @@ def calibration(means: dict[str, dict[str, float]], direction: dict[str, str], n
         if "zero-shot" not in m:
             continue
         best = max(m, key=lambda a: sign * m[a])
-        curated = [a for a in m if a not in BASELINES]
+        curated = [a for a in m if a not in BASELINES and a != REFERENCE]
         top = max(curated, key=lambda a: sign * m[a]) if curated else None
         naive = m.get("naive-sft")
         gain = sign * (m[best] - m["zero-shot"]) if len(m) > 1 else None  # None until some agent trains
