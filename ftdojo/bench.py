@@ -80,10 +80,14 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
     runs = []
     for task_id in suite.tasks:
         spec_hash = get_task(task_id).spec_hash()
-        code = paths.run_code_version(get_domain(get_task(task_id).domain))  # the code this task's runs execute
+        domain = get_domain(get_task(task_id).domain)
+        code = paths.run_code_version(domain)  # the code this task's runs execute
         for a in agent_cfgs:
             if not suite.runs_on(a.name, task_id):
                 continue
+            if a.policy == "reference" and not {s.role for s in domain.sources} & {"clean", "traces"}:
+                raise UserError(f"agent {a.name}: task {task_id} has no reference recipe (its domain marks no source as "
+                                "clean or as traces); run the reference on built-in tasks only")
             for seed in seeds:
                 h = paths.sha256_json([code, spec_hash, a.model_dump(), profile.model_dump()])
                 key = RunKey(task=task_id, agent=a.name, seed=seed, profile=profile.name, config_hash=h)

@@ -156,3 +156,15 @@ def test_the_bench_refuses_a_hosted_endpoint_whose_key_is_unset(monkeypatch) -> 
     _, runs, _ = bench.plan_runs(bench.parse_args(["frontier", "--profile", "tiny"]))
     assert len(runs) == 5 * 5 * 3
     assert config.load_agent("ft-agent-claude").api_keys == ("ANTHROPIC_API_KEY",)
+
+
+def test_the_bench_refuses_the_reference_on_a_task_without_one_before_any_compute() -> None:
+    """The reference is the suite authors' recipe over their sources' roles: on a paper task (a hub dataset,
+    no roles) the bench says so before a run starts; on a built-in task it plans the run."""
+    from ftdojo import bench
+    from ftdojo.errors import UserError
+
+    with pytest.raises(UserError, match=r"^agent reference: task aime24 has no reference recipe .*built-in tasks only$"):
+        bench.plan_runs(bench.parse_args(["aime24", "--agents", "reference"]))
+    _, runs, _ = bench.plan_runs(bench.parse_args(["bio-gc", "--agents", "zero-shot,reference", "--seeds", "0"]))
+    assert [r.key.agent for r in runs] == ["zero-shot", "reference"]
