@@ -38,20 +38,28 @@ def reasoning_first(card: TaskCard, exclude: frozenset[str] = frozenset()) -> Da
 
 
 CLEAN_WEIGHT = 0.5
-"""The reference's sampling weight of a clean (answer-only) source against a source with worked reasoning:
-answer-only examples teach the format and the content's range, traces the steps a small model needs."""
+"""The reference's sampling weight of a clean (answer-only) source beside a source with worked reasoning."""
+
+ANSWER_ONLY_HELPS = frozenset({"chem-carbons", "chem-rings"})
+"""Built-in tasks whose answer the input shows (count the C's of a formula, the ring labels of a SMILES):
+there answer-only training alone matched or beat the worked reasoning in the calibration (naive SFT 98.1 and
+99.2 against FT-Agent's 98.3 and 93.3), and chem-rings' reference with its clean source reached 100.0 on seed
+0. On a task that needs a computation, answer-only examples teach the model to skip the steps: bio-gc's
+reference with its clean source at half weight scored 25.0 on seed 0, FT-Agent's traces alone 81.7
+(``bench/RESULTS.md``)."""
 
 
 def reference(card: TaskCard, roles: dict[str, str]) -> DataRecipe:
     """The suite authors' recipe for a built-in task: what they know of the domain's sources (``roles``,
-    the ``SourceSpec.role`` an agent never sees) put to its best known use. Every source with worked
-    reasoning for the task, mapped with it; every clean source mapped into the task's format (at
-    ``CLEAN_WEIGHT``); the noisy source left out (its fit loss gives it away: ``suspected_noise``), as are the
-    irrelevant and crawled ones; only parseable targets, no duplicates, no dev overlap. No oracle."""
+    the ``SourceSpec.role`` an agent never sees) and of the task put to its best known use. Every source with
+    worked reasoning for the task, mapped with it; the clean sources mapped into the task's format too where
+    answer-only data helps (``ANSWER_ONLY_HELPS``, at ``CLEAN_WEIGHT``), and alone where the task has no
+    traces; the noisy source left out (its fit loss gives it away: ``suspected_noise``), as are the irrelevant
+    and crawled ones; only parseable targets, no duplicates, no dev overlap. No oracle."""
     usable = mappable(card)
     traces = [suggested(s) for s in usable if roles.get(s.name) == "traces" and s.suggested_rationale]
     clean = [suggested(s).model_copy(update={"weight": CLEAN_WEIGHT if traces else 1.0})
-             for s in usable if roles.get(s.name) == "clean"]
+             for s in usable if roles.get(s.name) == "clean" and (not traces or card.task_id in ANSWER_ONLY_HELPS)]
     if not traces + clean:
         raise UserError(f"agent reference: task {card.task_id} has no reference recipe (its domain marks no source "
                         "as clean or as traces); run it on a built-in task")

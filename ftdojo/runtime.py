@@ -132,10 +132,12 @@ def _reap() -> None:
             pass
 
 
-FORWARDED_ENV = ("FTDOJO_HOME", "FTDOJO_TASKS", "FTDOJO_MODELS", "FTDOJO_HUB_MIRROR", "HF_HOME", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+FORWARDED_ENV = ("FTDOJO_HOME", "FTDOJO_TASKS", "FTDOJO_MODELS", "FTDOJO_HUB_MIRROR", "HF_HOME", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE",
+                 "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
 """Driver settings a run's actors must share wherever they start: the data home, the user's task
 folders (a task added from the user's own files), the model cache, and where datasets come from (a
-dataset-backed task's repository fingerprint depends on where its dataset resolves)."""
+dataset-backed task's repository fingerprint depends on where its dataset resolves), and a cap on oneDNN's
+primitive cache where the user sets one (the trainer's host memory, README)."""
 
 
 GPU_SHARE = 4

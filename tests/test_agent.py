@@ -303,10 +303,11 @@ def test_a_new_policy_is_one_class_and_a_yaml_and_gets_exactly_its_peers(math_do
 
 
 def test_the_reference_trains_once_on_traces_and_clean_sources_over_the_whole_step_budget(math_domain, tmp_path) -> None:
-    """The suite's reference: worked reasoning with its rationale and the clean sources in the task's format
-    (weighted down), not the noisy forum, the crawl or the irrelevant facts; one fit with every step the
-    budget allows; a task whose domain marks no clean or traces source has no reference, said in one line."""
-    from ftdojo import recipes
+    """The suite's reference: worked reasoning with its rationale (and, on a task whose answer the input
+    shows, the clean sources in the task's format, weighted down), not the noisy forum, the crawl or the
+    irrelevant facts; one fit with every step the budget allows; a task whose domain marks no clean or traces source has no reference, said in one line."""
+    from ftdojo import recipes, registry
+    from ftdojo.dojo import DojoEnv
     from ftdojo.errors import UserError
 
     rec = _run("reference", tmp_path)
@@ -317,8 +318,11 @@ def test_the_reference_trains_once_on_traces_and_clean_sources_over_the_whole_st
     assert exp.plan.train.steps == min(prof.budget.max_train_steps, prof.budget.max_iterations * per_iteration) > per_iteration
     assert rec.usage.train_steps == exp.plan.train.steps
     used = {m.source: m for m in exp.plan.recipe.sources}
-    assert set(used) == {"worked_solutions", "gradeschool_qa", "algebra_drills"}
-    assert used["worked_solutions"].rationale and used["algebra_drills"].weight == recipes.CLEAN_WEIGHT
+    assert set(used) == {"worked_solutions"} and used["worked_solutions"].rationale  # a computation: traces only
+    chem = registry.get_domain("chemistry")
+    roles = {s.name: s.role for s in chem.sources}
+    rings = {m.source: m for m in recipes.reference(DojoEnv("chem-rings", "tiny-random", Budget()).describe(), roles).sources}
+    assert {roles[s] for s in rings} == {"traces", "clean"} and min(m.weight for m in rings.values()) == recipes.CLEAN_WEIGHT
     assert exp.plan.recipe.require_parseable and exp.plan.recipe.decontaminate and not exp.plan.recipe.verify
     with pytest.raises(UserError, match=r"^agent reference: task t has no reference recipe"):
         recipes.reference(card(), {})
