@@ -177,8 +177,8 @@ class Reference:
         card = ctx.card
         roles = {s.name: s.role for s in get_domain(card.domain).sources}
         steps = min(card.budget.max_train_steps, card.budget.max_iterations * ctx.train.steps)
-        plan = Plan(plan_id="it0", hypothesis="The suite's reference recipe: worked reasoning and the clean sources "
-                    "in the task's format, noise left out, one fit over the whole step budget.",
+        plan = Plan(plan_id="it0", hypothesis="The suite's reference recipe: worked reasoning (with the clean sources "
+                    "where the input shows the answer), noise left out, one fit over the whole step budget.",
                     recipe=recipes.reference(card, roles), train=ctx.train.model_copy(update={"steps": steps}),
                     prompt=self.config.prompt)
         exp = await ctx.iterate(plan)

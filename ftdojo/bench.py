@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ftdojo import agents, config, datafiles, log, models, paths, report, repository, runtime, transcripts
+from ftdojo import agents, config, datafiles, log, models, paths, recipes, report, repository, runtime, transcripts
 from ftdojo.errors import UnknownName, UserError
 from ftdojo.messages import RunKey, RunRecord
 from ftdojo.registry import all_tasks, get_domain, get_task
@@ -85,9 +85,8 @@ def plan_runs(args: argparse.Namespace) -> tuple[config.ProfileConfig, list[RunS
         for a in agent_cfgs:
             if not suite.runs_on(a.name, task_id):
                 continue
-            if a.policy == "reference" and not {s.role for s in domain.sources} & {"clean", "traces"}:
-                raise UserError(f"agent {a.name}: task {task_id} has no reference recipe (its domain marks no source as "
-                                "clean or as traces); run the reference on built-in tasks only")
+            if a.policy == "reference" and not {s.role for s in domain.sources} & recipes.REFERENCE_ROLES:
+                raise recipes.no_reference(task_id)
             for seed in seeds:
                 h = paths.sha256_json([code, spec_hash, a.model_dump(), profile.model_dump()])
                 key = RunKey(task=task_id, agent=a.name, seed=seed, profile=profile.name, config_hash=h)

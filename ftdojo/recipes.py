@@ -49,6 +49,15 @@ reference with its clean source at half weight scored 25.0 on seed 0, FT-Agent's
 (``bench/RESULTS.md``)."""
 
 
+REFERENCE_ROLES = frozenset({"clean", "traces"})
+"""Source roles a reference recipe draws on: a domain that marks none has no reference."""
+
+
+def no_reference(task_id: str) -> UserError:
+    return UserError(f"agent reference: task {task_id} has no reference recipe (its domain marks no source as clean "
+                     "or as traces); run the reference on built-in tasks only")
+
+
 def reference(card: TaskCard, roles: dict[str, str]) -> DataRecipe:
     """The suite authors' recipe for a built-in task: what they know of the domain's sources (``roles``,
     the ``SourceSpec.role`` an agent never sees) and of the task put to its best known use. Every source with
@@ -61,6 +70,5 @@ def reference(card: TaskCard, roles: dict[str, str]) -> DataRecipe:
     clean = [suggested(s).model_copy(update={"weight": CLEAN_WEIGHT if traces else 1.0})
              for s in usable if roles.get(s.name) == "clean" and (not traces or card.task_id in ANSWER_ONLY_HELPS)]
     if not traces + clean:
-        raise UserError(f"agent reference: task {card.task_id} has no reference recipe (its domain marks no source "
-                        "as clean or as traces); run it on a built-in task")
+        raise no_reference(card.task_id)
     return DataRecipe(sources=traces + clean, require_parseable=True, dedupe=True, decontaminate=True)

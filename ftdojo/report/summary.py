@@ -362,6 +362,7 @@ def summarize(records: list[RunRecord], damaged: list[Damaged] | None = None) ->
     for r in records:
         if headline(r) and r.experiments:
             curves[r.key.task][r.key.agent].append([e.dev.score if e.dev else None for e in r.experiments])
+    norm, norm_mean = normalised(means)
     return ReportSummary.model_validate({
         "tasks": tasks,
         "agents": agents,
@@ -378,8 +379,8 @@ def summarize(records: list[RunRecord], damaged: list[Damaged] | None = None) ->
             for r in records if not headline(r)
         ],
         "curves": {t: dict(v) for t, v in curves.items()},
-        "normalised": normalised(means)[0],
-        "normalised_mean": normalised(means)[1],
+        "normalised": norm,
+        "normalised_mean": norm_mean,
         "calibration": calibration(means, direction, {(r["task"], r["agent"]): r["n"] for r in rows}, by_run),
         "damaged": damaged or [],
     })
