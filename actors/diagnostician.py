@@ -18,9 +18,9 @@ import statistics
 
 from ftdojo.backbones import DiagnosticianBackbone, HeuristicBackbone
 from ftdojo.errors import RunError
-from ftdojo.messages import DiagnoseRequest, Exchange, Experiment, Feedback, Finding, LLMUsage, TaskCard
+from ftdojo.messages import Decision, DiagnoseRequest, Exchange, Experiment, Feedback, Finding, LLMUsage, TaskCard
 from ftdojo.runtime import Handle
-from ftdojo.search import better, noise_margin
+from ftdojo.search import better, is_probe, noise_margin
 
 NOISE_RATIO = 1.6  # a source whose fit loss is this many times the others' median is suspect
 FORMAT_ERRORS = 0.1
@@ -90,6 +90,18 @@ def eval_findings(exp: Experiment, best: Experiment | None, card: TaskCard) -> l
     return out
 
 
+def rules_decision(exp: Experiment, codes: set[str], card: TaskCard) -> Decision:
+    """branch: the experiment failed or made dev worse, so build on the best node with a different plan;
+    stop: a full fit reached the metric's best possible dev score, so nothing is left to gain; continue:
+    build on this experiment."""
+    d = exp.dev
+    if exp.status == "ok" and d is not None and not is_probe(exp) and (d.score >= 1.0 if card.direction == "max" else d.score <= 0.0):
+        return "stop"
+    if exp.status != "ok" or codes & {"regression", "overfit"}:
+        return "branch"
+    return "continue"
+
+
 class Diagnostician:
     def __init__(self, scalar: bool = False, backbone: DiagnosticianBackbone | None = None) -> None:
         self.scalar = scalar
@@ -106,8 +118,7 @@ class Diagnostician:
         if self.scalar:
             return self._scalar(exp, best, card)
         findings = data_findings(exp) + training_findings(exp, parent) + eval_findings(exp, best, card)
-        codes = {f.code for f in findings}
-        decision = "branch" if exp.status != "ok" or "regression" in codes else "continue"
+        decision = rules_decision(exp, {f.code for f in findings}, card)
         rules = Feedback(plan_id=exp.id, findings=findings, decision=decision)  # type: ignore[arg-type]
         try:
             verdict = await self.backbone.diagnose(exp, rules)
@@ -119,8 +130,8 @@ class Diagnostician:
         score = exp.dev.score if exp.dev else None
         msg = f"dev score {score:.3f}" if score is not None else f"no score ({exp.status})"
         worse = score is None or (best is not None and best.dev is not None and better(best.dev.score, score, card.direction, 0.0))
-        return Feedback(plan_id=exp.id, findings=[Finding(level="eval", code="score", message=msg)],
-                        decision="branch" if worse else "continue")
+        decision = rules_decision(exp, {"regression"} if worse else set(), card)
+        return Feedback(plan_id=exp.id, findings=[Finding(level="eval", code="score", message=msg)], decision=decision)
 
 
 class DiagnosticianHandle(Handle):

@@ -28,7 +28,7 @@ from ftdojo import agents, backbones, log, models, prompts, runtime
 from ftdojo.config import AgentConfig, ProfileConfig, agent_train
 from ftdojo.datafiles import read_models
 from ftdojo.dojo import EnvHandle, Referee, capped
-from ftdojo.errors import RunError, UserError
+from ftdojo.errors import BudgetExceeded, RunError, UserError
 from ftdojo.messages import (
     Candidate,
     CuratedData,
@@ -58,7 +58,7 @@ from ftdojo.paths import run_code_version
 from ftdojo.registry import get_domain, get_task
 from ftdojo.tasking import TaskSpec
 from ftdojo.runtime import Spawner, warm
-from ftdojo.search import best_node
+from ftdojo.search import best_node, is_probe
 
 LEAK_FLAG = 0.05  # share of training examples (input, rationale or answer) overlapping test (overall or within one source) that flags a run
 PEERS = ("env", "curator", "validator", "trainer", "planner", "diagnostician")
@@ -250,7 +250,8 @@ class RunSupervisor:
                 writer = a.synthesizer.model if a.synthesizer else ""
                 if a.synthesizer and a.synthesizer.base_url == "bundled":
                     writer = "the bundled SmolLM2-135M-Instruct, served for the run"
-                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens, writer), a.search == "linear", self.env)
+                linear = a.search == "linear"
+                self.planner = self.spawner.spawn(PlannerHandle, backbones.make(a.backbone, tokens, writer, tree=not linear), linear, self.env)
             case "diagnostician":
                 self.diagnostician = self.spawner.spawn(DiagnosticianHandle, a.feedback == "scalar", backbones.make(a.backbone, tokens))
 
@@ -290,7 +291,7 @@ class RunSupervisor:
         return Remaining(train_steps=max(0, b.max_train_steps - used.train_steps), dev_evals=max(0, b.max_dev_evals - used.dev_evals),
                          wall_s=round(max(0.0, b.max_wall_s - used.wall_s), 1), llm_tokens=max(0, tokens - used.llm_tokens) if tokens else None,
                          data_tokens=max(0, self.profile.budget.max_data_tokens - used.data_tokens),
-                         iterations=max(0, b.max_iterations - sum(e.train is not None for e in self.experiments)))
+                         iterations=max(0, b.max_iterations - sum(e.train is not None and not is_probe(e) for e in self.experiments)))
 
     async def _transcript(self) -> dict[str, Any]:
         """The run's exchanges with language models, from every actor that had one, merged in time order with
@@ -340,7 +341,8 @@ class RunSupervisor:
         """The diagnostician's feedback on ``exp`` against the best earlier node and its parent, recorded."""
         before = [e for e in self.experiments if e.id != exp.id]
         parent = next((e for e in before if e.id == exp.parent), None)
-        req = DiagnoseRequest(experiment=exp, best=best_node(before, self.card.direction), parent=parent, card=self.card)
+        best = best_node(before, self.card.direction, probes=is_probe(exp))  # a probe is judged against the probes
+        req = DiagnoseRequest(experiment=exp, best=best, parent=parent, card=self.card)
         t0 = time.perf_counter()
         fb = await self._need(self.diagnostician, "diagnostician").diagnose(req)
         exp = exp.model_copy(update={"feedback": fb})
@@ -354,9 +356,12 @@ class RunSupervisor:
             await self._event("feedback", exp.id, seconds, findings=[f"{f.level}:{f.code}" for f in exp.feedback.findings],
                               decision=exp.feedback.decision)
 
-    async def evaluate(self, candidate: Candidate) -> EvalReport:
-        report = await self.env.evaluate(candidate)
-        self.dev_reports[candidate.model_dump_json()] = report
+    async def evaluate(self, candidate: Candidate, probe: bool = False) -> EvalReport:
+        """The candidate's dev report (a probe's: on dev's first ``Budget.probe_items`` items)."""
+        report = await self.env.evaluate(candidate, probe)
+        key = candidate.model_dump_json()
+        if not probe or key not in self.dev_reports:
+            self.dev_reports[key] = report
         return report
 
     async def iterate(self, plan: Plan, validate: bool = False) -> Experiment:
@@ -389,6 +394,9 @@ class RunSupervisor:
             elif curated.n_examples == 0:
                 status, error = "rejected", "recipe produced no training examples"
             else:
+                spent = await self.env.usage()
+                if spent.dev_evals >= self.card.budget.max_dev_evals:  # a fit nobody could score is not trained
+                    raise BudgetExceeded("dev_evals", self.card.budget.max_dev_evals, spent.dev_evals + 1)
                 self.phase = "train"
                 trainer = self._need(self.trainer, "trainer")
                 result = await trainer.train(TrainRequest(plan=plan, data=curated, card=self.card, init_from=self._init_adapter(plan)))
@@ -402,8 +410,8 @@ class RunSupervisor:
                         self.produced[str(Path(result.checkpoint))] = result.checkpoint_sha256
                     cand = Candidate(base_model=self.card.base_model, checkpoint=result.checkpoint, prompt=plan.prompt)
                     self.phase = "evaluate"
-                    dev = await self.evaluate(cand)
-                    await self._event("evaluate", plan.plan_id, dev.wall_s, split="dev", score=dev.score,
+                    dev = await self.evaluate(cand, plan.probe)
+                    await self._event("evaluate", plan.plan_id, dev.wall_s, split="dev", probe=plan.probe, n=dev.n, score=dev.score,
                                       parse_failure_rate=dev.parse_failure_rate)
         except UserError as e:
             status, error = "rejected", str(e)

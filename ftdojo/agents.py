@@ -25,6 +25,9 @@ from ftdojo.errors import UnknownName
 from ftdojo.messages import Candidate, DataRecipe, EvalReport, Experiment, Plan, PromptSpec, TaskCard, TrainConfig, Usage
 from ftdojo.search import best_node
 
+MAX_PROBES = 3
+"""Probes an FT-Agent run may propose beside its full fits (the heuristic's candidates number at most three)."""
+
 Peer = Literal["curator", "validator", "trainer", "planner", "diagnostician"]
 
 
@@ -128,9 +131,11 @@ class NaiveSFT:
 class FTAgent:
     """Plan -> curate -> fail-fast validate -> train -> evaluate -> diagnose, over a tree of experiments.
 
-    Plans that fail validation cost no training and do not count against
-    ``max_iterations`` (trained iterations); proposals are capped at twice that.
-    The final candidate is the best node by dev (``ftdojo.search``).
+    Plans that fail validation cost no training and, like probes (``Plan.probe``), do not count against
+    ``max_iterations`` (trained full fits); proposals are capped at twice that plus ``MAX_PROBES``. The
+    diagnostician's ``stop`` ends the run; ``continue`` and ``branch`` choose where the next plan builds
+    (``actors.planner``). The final candidate is the best full fit by dev (``ftdojo.search``), or the best
+    probe when no full fit trained.
     """
 
     def __init__(self, config: AgentConfig) -> None:
@@ -143,20 +148,21 @@ class FTAgent:
     async def run(self, ctx: RunContext) -> Candidate | None:
         budget = ctx.card.budget
         trained = 0
-        for _ in range(2 * budget.max_iterations):
+        for _ in range(2 * budget.max_iterations + MAX_PROBES):
             usage = await ctx.usage()
             left = budget.max_train_steps - usage.train_steps
-            if trained >= budget.max_iterations or left < 1 or usage.wall_s > budget.max_wall_s:
+            if trained >= budget.max_iterations or left < 1 or usage.dev_evals >= budget.max_dev_evals or usage.wall_s > budget.max_wall_s:
                 break
             plan = await ctx.propose(left, self.config.prompt)
             if plan is None:  # the planner failed; the history shows it, the planner sees it next time
                 continue
             exp = await ctx.iterate(plan, validate=self.config.failfast)
-            trained += exp.train is not None
+            trained += exp.train is not None and not plan.probe
             exp = await ctx.diagnose(exp)
             if exp.feedback is not None and exp.feedback.decision == "stop":
                 break
-        return candidate_of(ctx.card, best_node(await ctx.history(), ctx.card.direction))
+        history = await ctx.history()
+        return candidate_of(ctx.card, best_node(history, ctx.card.direction) or best_node(history, ctx.card.direction, probes=True))
 
 
 @policy("reference")

@@ -116,13 +116,15 @@ class DojoEnv:
         if used > self._budget.max_wall_s:
             raise BudgetExceeded("wall_s", self._budget.max_wall_s, used)
 
-    def evaluate(self, candidate: Candidate) -> EvalReport:
-        """Score a candidate on dev; each call is charged to the budget."""
+    def evaluate(self, candidate: Candidate, probe: bool = False) -> EvalReport:
+        """Score a candidate on dev, or on its first ``Budget.probe_items`` items for a probe; each call is
+        charged to the budget as one dev evaluation."""
         if self.dev_evals >= self._budget.max_dev_evals:
             raise BudgetExceeded("dev_evals", self._budget.max_dev_evals, self.dev_evals + 1)
         self.dev_evals += 1
         where = evaluation.setting(self._use_gpu, self._precision)
-        return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads, where, self._backend)
+        limit = self._budget.probe_items if probe else None
+        return _memoised(self._task, self._dev_path, candidate, "dev", self._eval_batch, self._threads, where, self._backend, limit)
 
     def release(self) -> None:
         """Free what dev evaluation holds on the run's GPUs (vLLM's base server, the evaluator's base) before
@@ -163,8 +165,8 @@ class EnvHandle(Handle):
     async def check_wall(self) -> None:
         await self._call(DojoEnv.check_wall)
 
-    async def evaluate(self, candidate: Candidate) -> EvalReport:
-        return await self._call(DojoEnv.evaluate, candidate)
+    async def evaluate(self, candidate: Candidate, probe: bool = False) -> EvalReport:
+        return await self._call(DojoEnv.evaluate, candidate, probe)
 
     async def usage(self) -> Usage:
         return await self._call(DojoEnv.usage)
@@ -276,8 +278,9 @@ def capped(task: TaskSpec, cap: tuple[int | None, int | None]) -> TaskSpec:
 
 
 def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str, batch: int, threads: int,
-              where: tuple[str, str] = ("cpu", "fp32"), backend: EvalBackend = EvalBackend()) -> EvalReport:
-    """Evaluate, reusing the base model's report from an identical earlier evaluation.
+              where: tuple[str, str] = ("cpu", "fp32"), backend: EvalBackend = EvalBackend(), limit: int | None = None) -> EvalReport:
+    """Evaluate (the first ``limit`` items only, when given), reusing the base model's report from an identical
+    earlier evaluation.
 
     Greedy decoding of the same model on the same items with the same batch, threads, device, dtype and code gives
     the same report, so a zero-shot agent's seeds (and any agent that falls back to the base model)
@@ -295,13 +298,14 @@ def _memoised(task: TaskSpec, items_path: Path, candidate: Candidate, split: str
             "model": weights, "batch": batch, "threads": threads, "code": run_code_version(get_domain(task.domain)), "torch": torch.__version__,
             **({"device": where[0], "dtype": where[1]} if where != ("cpu", "fp32") else {}),
             **({"backend": backend.model_dump(mode="json")} if backend.backend != "local" else {}),
+            **({"limit": limit} if limit is not None else {}),
         })
         memo = sealed_dir() / "evals" / f"{task.id}-{split}-{key[:24]}.json"
     t0 = time.perf_counter()
     if memo is not None and memo.exists():
         report = EvalReport.model_validate_json(memo.read_text())
         return report.model_copy(update={"cached": True, "wall_s": time.perf_counter() - t0})
-    items = datafiles.read_items(items_path)
+    items = datafiles.read_items(items_path)[:limit]
     if backend.backend == "server":
         from ftdojo import serving
 

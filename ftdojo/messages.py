@@ -108,6 +108,8 @@ class Budget(Message):
     """LLM tokens for backbones (0: no limit)."""
     max_data_tokens: int = Field(100_000, ge=0)
     """Data-model tokens for a run's synthesis steps (0: synthesis off)."""
+    probe_items: int = Field(30, ge=1)
+    """Dev items a probe (``Plan.probe``) is scored on, the first ones of dev; each probe is one dev evaluation."""
 
 
 class TaskCard(Message):
@@ -350,7 +352,9 @@ class Plan(Message):
     """Training configuration."""
     prompt: PromptSpec = PromptSpec()
     """Prompt format used for training and evaluation."""
-
+    probe: bool = False
+    """A short fit to compare data choices cheaply: scored on the first ``Budget.probe_items`` dev items, not
+    counted against ``max_iterations``; a later plan may continue its adapter."""
 
 
 class LoopJob(Message):
@@ -639,7 +643,7 @@ class Experiment(Message):
 
 
 class PlanProposal(Message):
-    """What a planner backbone returns: the parts of a plan it decides (the planner adds ids and parent)."""
+    """What a planner backbone returns: the parts of a plan it decides (the planner adds the id)."""
 
     kind: Literal["plan_proposal"] = "plan_proposal"
     hypothesis: str
@@ -648,6 +652,12 @@ class PlanProposal(Message):
     """Training data."""
     train: TrainConfig
     """Training configuration."""
+    parent: str | None = None
+    """The experiment to build on: an id of a trained experiment in the history, "base" for a fresh start from
+    the base model, or None for the planner's choice (the last experiment when its feedback said continue,
+    else the best by dev)."""
+    probe: bool = False
+    """A short fit scored on a slice of dev, to compare candidate data cheaply before spending the budget."""
 
 
 class Remaining(Message):

@@ -38,7 +38,17 @@ def reasoning_first(card: TaskCard, exclude: frozenset[str] = frozenset()) -> Da
 
 
 CLEAN_WEIGHT = 0.5
-"""The reference's sampling weight of a clean (answer-only) source beside a source with worked reasoning."""
+"""The sampling weight of an answer-only source beside a source with worked reasoning (the reference's and the
+searching FT-Agent's mixtures)."""
+
+
+def mixture(card: TaskCard, traces: list[SourceInfo], answers: list[SourceInfo], weight: float = CLEAN_WEIGHT) -> DataRecipe:
+    """Sources with worked reasoning, mapped with it, beside answer-only sources at ``weight`` (at full weight
+    without traces); only parseable targets, no duplicates, no dev overlap, and the task's verifier where it has one."""
+    sources = [suggested(s) for s in traces] + [suggested(s, rationale=False).model_copy(update={"weight": weight if traces else 1.0})
+                                               for s in answers]
+    return DataRecipe(sources=sources, require_parseable=True, verify=card.verifier, dedupe=True, decontaminate=True)
+
 
 ANSWER_ONLY_HELPS = frozenset({"chem-carbons", "chem-rings"})
 """Built-in tasks whose answer the input shows (count the C's of a formula, the ring labels of a SMILES):

@@ -13,7 +13,7 @@ from tests_helpers import card, diagnose, propose
 from actors.diagnostician import Diagnostician
 from actors.planner import Planner
 from actors.supervisor import RunSupervisor
-from ftdojo import backbones, config
+from ftdojo import agents, backbones, config
 from ftdojo.backbones import HeuristicBackbone
 from ftdojo.errors import UserError
 from ftdojo.report import profile
@@ -55,6 +55,11 @@ def test_best_node_respects_direction_and_dev_noise() -> None:
     assert best_node([c, a], "min").id == "a"
     assert best_node([_exp("x", None, status="failed")], "max") is None
     assert better(0.2, 0.1, "min") is False and better(0.1, 0.2, "min") is True
+    # probes (a short fit on 30 items) are compared among themselves, and a later one must win by two errors
+    probe = Plan(plan_id="p", hypothesis="h", recipe=a.plan.recipe, train=TrainConfig(steps=24), probe=True)
+    p0, p1, p2 = (e.model_copy(update={"plan": probe, "dev": e.dev.model_copy(update={"n": 30})}) for e in (_exp("p0", 0.167), _exp("p1", 0.267), _exp("p2", 0.433)))
+    assert best_node([p0, p1], "max", probes=True).id == "p0"  # +10 points: one error (6.8) but not two
+    assert best_node([p0, p1, p2], "max", probes=True).id == "p2" and best_node([p0, a, p2], "max").id == "a"
 
 
 def test_diagnostician_reads_all_three_levels() -> None:
@@ -133,6 +138,17 @@ def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp
     assert rec.usage.train_steps <= 100
     continued = [e for e in rec.experiments if e.plan.train.init == "parent"]
     assert continued and all(e.status == "ok" and e.parent in {x.id for x in rec.experiments} for e in continued)
+    # It searched before spending the budget: probes from the base, scored on the dev slice only, and the
+    # first full fit continues the best of them
+    probes = [e for e in rec.experiments if e.plan.probe]
+    full = [e for e in rec.experiments if not e.plan.probe]
+    assert len(probes) >= 2 and all(e.parent is None and e.plan.train.init == "base" for e in probes)
+    items = config.load_profile("tiny").budget.probe_items
+    assert all(e.dev.n == items for e in probes) and all(e.dev.n > items for e in full)
+    assert len({e.plan.recipe.model_dump_json() for e in probes}) == len(probes)  # each probe tries other data
+    assert full[0].parent == best_node(probes, "max", probes=True).id and full[0].plan.train.init == "parent"
+    assert full[0].plan.recipe == rec.experiments[[e.id for e in rec.experiments].index(full[0].parent)].plan.recipe
+    assert rec.final.checkpoint in {e.train.checkpoint for e in full}  # the final model is a full fit, never a probe
     # The run's wall time adds up: every phase has a duration, what no event covers is small bookkeeping.
     raw = rec.model_dump(mode="json")
     phases = profile.breakdown(raw)
@@ -191,9 +207,9 @@ class BrokenPlans:
 
 
 def test_fault_injection_every_broken_plan_is_caught_before_training(math_domain, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(backbones, "make", lambda cfg, tokens=0, data_model=None: BrokenPlans())
+    monkeypatch.setattr(backbones, "make", lambda cfg, tokens=0, data_model=None, tree=True: BrokenPlans())
     rec = _run("ft-agent", tmp_path, profile_overrides=["budget.max_iterations=3"])
-    assert len(rec.experiments) == 6  # 2 x max_iterations proposals, none trained
+    assert len(rec.experiments) == 2 * 3 + agents.MAX_PROBES  # the proposals' cap, none trained
     assert all(e.status == "rejected" and e.train is None for e in rec.experiments)
     caught = [{c.name for c in e.validation.checks if c.status == "fail"} for e in rec.experiments]
     assert [c & {"targets_parseable", "truncation", "learning_rate", "non_empty", "target_modules"} for c in caught[:5]] == [
@@ -326,3 +342,152 @@ def test_the_reference_trains_once_on_traces_and_clean_sources_over_the_whole_st
     assert exp.plan.recipe.require_parseable and exp.plan.recipe.decontaminate and not exp.plan.recipe.verify
     with pytest.raises(UserError, match=r"^agent reference: task t has no reference recipe"):
         recipes.reference(card(), {})
+
+
+def _source(name: str, rationale: bool = False):
+    from ftdojo.messages import SourceInfo
+
+    return SourceInfo(name=name, format="jsonl", fields={"q": "q", "a": "a", "w": "w"}, rows=100, readme="r", samples=[],
+                      suggested_prompt="{q}", suggested_answer="Answer: {a}", suggested_rationale="{w}" if rationale else None)
+
+
+SEARCH_CARD = card(sources=[_source("notes", rationale=True), _source("clean"), _source("forum")],
+                   budget=Budget(max_iterations=2, max_train_steps=160, max_dev_evals=5, probe_items=30))
+
+
+def _left(steps: int = 160, evals: int = 5, iterations: int = 2):
+    from ftdojo.messages import Remaining
+
+    return Remaining(train_steps=steps, dev_evals=evals, wall_s=100.0, iterations=iterations)
+
+
+def _scored(plan: Plan, i: str, score: float, n: int = 30, src_losses=None, decision="continue") -> Experiment:
+    from ftdojo.messages import Feedback, Finding
+
+    plan = plan.model_copy(update={"plan_id": i})
+    dev = EvalReport(split="dev", score=score, n=n, per_category={"a": score}, parse_failure_rate=0.0, errors=[])
+    tr = TrainResult(plan_id=i, status="ok", losses=[2.0, 1.0], steps=plan.train.steps, source_losses=src_losses or {}, checkpoint=f"/c/{i}")
+    noisy = [Finding(level="data", code="suspected_noise", message=f"{s}: fit loss high") for s, v in (src_losses or {}).items() if v > 1]
+    return Experiment(id=i, parent=plan.parent, plan=plan, train=tr, dev=dev, status="ok",
+                      feedback=Feedback(plan_id=i, findings=noisy, decision=decision))
+
+
+def test_the_heuristic_probes_data_choices_before_the_budget_and_continues_the_winner() -> None:
+    """Probes first (traces alone, traces beside the answer-only sources, then without the source whose fit
+    loss says noise), each a short fit from the base model scored on dev's first items; then the full fit
+    continues the best probe's adapter on its data with what the budget has left."""
+    from ftdojo.backbones.heuristic import probe_steps
+
+    planner, base = Planner(HeuristicBackbone()), TrainConfig(steps=80, lr=1e-3)
+
+    def plan(history, left):
+        from ftdojo.messages import ProposeRequest
+
+        return asyncio.run(planner.propose(ProposeRequest(card=SEARCH_CARD, history=history, base=base, steps_left=left.train_steps, left=left)))
+
+    p0 = plan([], _left())
+    assert p0.probe and p0.parent is None and p0.train.init == "base" and p0.train.steps == probe_steps(SEARCH_CARD.budget, 80) == 24
+    assert [m.source for m in p0.recipe.sources] == ["notes"] and p0.recipe.sources[0].rationale
+    e0 = _scored(p0, "it0", 0.30)
+    p1 = plan([e0], _left(136, 4))
+    assert p1.probe and p1.parent is None and {m.source: m.weight for m in p1.recipe.sources} == {"notes": 1.0, "clean": 0.5, "forum": 0.5}
+    assert all(m.rationale is None for m in p1.recipe.sources if m.source != "notes")
+    e1 = _scored(p1, "it1", 0.40, src_losses={"notes": 0.2, "clean": 0.4, "forum": 1.9})  # the forum's fit loss says noise
+    p2 = plan([e0, e1], _left(112, 3))
+    assert p2.probe and [m.source for m in p2.recipe.sources] == ["notes", "clean"] and "forum" in p2.hypothesis
+    e2 = _scored(p2, "it2", 0.70)
+    full = plan([e0, e1, e2], _left(88, 2))
+    assert not full.probe and full.parent == "it2" and full.train.init == "parent" and full.recipe == e2.plan.recipe
+    assert full.train.steps == 88  # the rest of the budget: no stub of a fit is left over
+    roomy = plan([e0, e1, e2], _left(400, 2))
+    assert roomy.train.steps == 80 and plan([e0, e1, e2], _left(400, 1)).train.steps == 400  # the last scorable fit takes the rest
+    # a probe needs its dev evaluation and leaves room for a full fit; without that the first plan is a full fit
+    assert not plan([], _left(evals=1)).probe and not plan([], _left(steps=40)).probe
+    # the linear ablation plans no probes
+    linear = Planner(HeuristicBackbone(tree=False), linear=True)
+    from ftdojo.messages import ProposeRequest
+
+    first = asyncio.run(linear.propose(ProposeRequest(card=SEARCH_CARD, history=[], base=base, steps_left=160, left=_left())))
+    assert not first.probe and [m.source for m in first.recipe.sources] == ["notes"]
+
+
+def test_continue_branch_and_stop_each_change_what_happens_next() -> None:
+    """continue builds on the last fit even when it is within the noise of the best; branch goes back to the
+    best node and tries the next-best probe's data; stop ends the run; a parent the backbone names must be a
+    trained node, said by name."""
+    from actors.diagnostician import rules_decision
+    from ftdojo.backbones import BackboneError
+
+    probe = Plan(plan_id="p", hypothesis="h", recipe=DataRecipe(sources=[SourceMapping(source="notes", prompt="{q}", answer="{a}")]),
+                 train=TrainConfig(steps=24), probe=True)
+    other = probe.model_copy(update={"recipe": DataRecipe(sources=[SourceMapping(source="clean", prompt="{q}", answer="{a}")])})
+    full = Plan(plan_id="f", hypothesis="h", parent="it0", recipe=probe.recipe, train=TrainConfig(steps=80, init="parent"))
+    e0, e1 = _scored(probe, "it0", 0.6), _scored(other, "it1", 0.5)
+    e2 = _scored(full, "it2", 0.50, n=60)
+    e3 = _scored(full.model_copy(update={"parent": "it2"}), "it3", 0.52, n=60, decision="continue")  # within noise of it2
+    planner = Planner(HeuristicBackbone())
+    assert planner.default_parent([e0, e1, e2, e3], "max").id == "it3"
+    e3b = e3.model_copy(update={"feedback": e3.feedback.model_copy(update={"decision": "branch"})})
+    assert planner.default_parent([e0, e1, e2, e3b], "max").id == "it2"  # the best full fit
+    nxt = propose(planner, SEARCH_CARD, [e0, e1, e2, e3b], TrainConfig(steps=80), steps_left=60)
+    assert nxt.parent == "it1" and nxt.train.init == "parent" and nxt.recipe == other.recipe  # the runner-up probe's data
+    assert rules_decision(e2.model_copy(update={"dev": e2.dev.model_copy(update={"score": 1.0})}), set(), SEARCH_CARD) == "stop"
+    assert rules_decision(e0.model_copy(update={"dev": e0.dev.model_copy(update={"score": 1.0})}), set(), SEARCH_CARD) == "continue"  # a probe's slice
+    assert rules_decision(e2, {"regression"}, SEARCH_CARD) == "branch" and rules_decision(e2, set(), SEARCH_CARD) == "continue"
+
+    class Names:
+        transcript: list = []
+
+        def usage(self) -> LLMUsage:
+            return LLMUsage()
+
+        async def propose(self, card, history, parent, base, left=None, lookup=None):
+            return PlanProposal(hypothesis="h", recipe=probe.recipe, train=TrainConfig(init="parent"), parent=self.node)
+
+    named = Names()
+    named.node = "it1"
+    assert propose(Planner(named), SEARCH_CARD, [e0, e1, e2], TrainConfig(), 60).parent == "it1"
+    named.node = "base"
+    fresh = propose(Planner(named), SEARCH_CARD, [e0, e1, e2], TrainConfig(), 60)
+    assert fresh.parent is None and fresh.train.init == "base"
+    named.node = "it9"
+    with pytest.raises(BackboneError, match=r"plan parent 'it9' is not a trained experiment of this run \(trained: \['it0', 'it1', 'it2'\]\)"):
+        propose(Planner(named), SEARCH_CARD, [e0, e1, e2], TrainConfig(), 60)
+
+    # stop: FTAgent asks for nothing more once the diagnostician says stop
+    from ftdojo import agents as agent_policies
+
+    class Ctx:
+        card, seed, train = SEARCH_CARD, 0, TrainConfig(steps=80)
+
+        def __init__(self) -> None:
+            self.exps: list[Experiment] = []
+
+        async def usage(self):
+            from ftdojo.messages import Usage
+
+            return Usage(train_steps=sum(e.train.steps for e in self.exps), dev_evals=len(self.exps))
+
+        async def propose(self, steps_left, prompt):
+            return full.model_copy(update={"plan_id": f"it{len(self.exps)}", "parent": None})
+
+        async def iterate(self, plan, validate=False):
+            e = _scored(plan, plan.plan_id, 1.0, n=60)
+            self.exps.append(e)
+            return e
+
+        async def diagnose(self, exp):
+            return exp.model_copy(update={"feedback": exp.feedback.model_copy(update={"decision": rules_decision(exp, set(), SEARCH_CARD)})})
+
+        async def history(self):
+            return list(self.exps)
+
+    ctx = Ctx()
+    cand = asyncio.run(agent_policies.make(config.load_agent("ft-agent")).run(ctx))
+    assert len(ctx.exps) == 1 and cand.checkpoint == "/c/it0"
+
+
+def test_a_fit_is_not_trained_when_no_dev_evaluation_is_left_to_score_it(math_domain, tmp_path) -> None:
+    rec = _run("naive-sft", tmp_path, profile_overrides=["budget.max_dev_evals=0"])
+    (exp,) = rec.experiments
+    assert exp.status == "failed" and exp.train is None and "dev_evals" in exp.error and rec.usage.train_steps == 0

@@ -11,7 +11,7 @@ from actors.diagnostician import Diagnostician
 from scripted_llm import ScriptedLLM
 from tests_helpers import card, diagnose
 
-from ftdojo import backbones, config
+from ftdojo import agents, backbones, config
 from ftdojo.backbones import BackboneError, LLMBackbone
 from ftdojo.config import BackboneConfig
 from ftdojo.messages import (
@@ -112,10 +112,11 @@ def test_llm_agent_run_survives_garbage_and_keeps_going(math_domain, tmp_path) -
         key = RunKey(task="math-linear", agent="llm-agent", seed=0, profile="tiny", config_hash="0" * 16)
         rec = asyncio.run(RunSupervisor(key, config.load_agent(str(agent_yaml)), prof, str(tmp_path / "ws")).run())
     assert rec.status == "ok" and rec.fallback_to_base and rec.test is not None
-    assert len(rec.experiments) == 4 and all(e.status == "failed" and e.plan is None for e in rec.experiments)
+    proposals = 2 * 2 + agents.MAX_PROBES  # trained fits and probes each cap the proposals
+    assert len(rec.experiments) == proposals and all(e.status == "failed" and e.plan is None for e in rec.experiments)
     assert "no valid PlanProposal" in rec.experiments[0].error
     assert set(rec.prompts) == {"planner", "diagnostician", "retry", "synthesis_rationale", "synthesis_answer", "synthesis_paraphrase"} and all(len(h) == 16 for h in rec.prompts.values())
-    assert rec.usage.llm_requests == 8 and rec.usage.llm_retries == 4 and rec.usage.llm_tokens == 960
+    assert rec.usage.llm_requests == 2 * proposals and rec.usage.llm_retries == proposals and rec.usage.llm_tokens == 120 * 2 * proposals
 
 
 def test_a_plan_that_sets_resources_is_refused_and_the_schema_does_not_offer_them(tmp_path) -> None:
@@ -300,3 +301,27 @@ def test_look_ups_are_bounded_and_an_unknown_source_is_answered_with_the_error(t
     assert rows["rows"] == [{"q": "q0", "a": "0"}, {"q": "q1", "a": "1"}] and rows["next"] == "reply with a plan"
     assert "PlannerAnswer" in json.dumps(srv.requests[0]["response_format"]) and srv.requests[2]["response_format"]["json_schema"]["name"] == "PlanProposal"
     assert "did not validate" in srv.requests[3]["messages"][-1]["content"]
+
+
+def test_an_llm_plan_may_probe_and_name_its_parent_and_a_parent_not_in_the_run_is_refused_by_name(tmp_path) -> None:
+    """The answer schema offers ``probe`` and ``parent``; a probe from the base model becomes a probe plan, a
+    named trained node is continued, and a node the run does not have fails with the trained ids listed."""
+    from tests_helpers import experiment, propose
+
+    from actors.planner import Planner
+    from ftdojo.messages import PlanProposal
+
+    assert {"probe", "parent"} <= set(PlanProposal.model_json_schema()["properties"])
+    history = [experiment("it0", 0.4), experiment("it1", 0.6)]
+    answers = [json.loads(GOOD) | {"probe": True, "parent": "base"},
+               json.loads(GOOD) | {"parent": "it0", "train": {**json.loads(GOOD)["train"], "init": "parent"}},
+               json.loads(GOOD) | {"parent": "it7"}]
+    with ScriptedLLM([json.dumps(a) for a in answers]) as srv:
+        planner = Planner(_backbone(srv.url, tmp_path, cache="off", retries=0))  # the same request thrice
+        probe = propose(planner, CARD, history, TrainConfig(), 100)
+        cont = propose(planner, CARD, history, TrainConfig(), 100)
+        with pytest.raises(BackboneError, match=r"plan parent 'it7' is not a trained experiment of this run \(trained: \['it0', 'it1'\]\)"):
+            propose(planner, CARD, history, TrainConfig(), 100)
+    assert probe.probe and probe.parent is None and probe.train.init == "base"
+    assert not cont.probe and cont.parent == "it0" and cont.train.init == "parent"
+    assert srv.requests[0]["response_format"]["json_schema"]["schema"]["properties"]["probe"]["type"] == "boolean"

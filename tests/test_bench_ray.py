@@ -71,7 +71,10 @@ def test_killing_the_trainer_mid_iteration_fails_that_iteration_only(ray_cluster
     first, second = rec.experiments[0], rec.experiments[1]
     assert first.status == "failed" and "actor died" in first.error
     assert second.status == "ok" and second.train.steps > 0  # a fresh trainer took over
-    assert rec.status == "ok" and rec.final.checkpoint == second.train.checkpoint
+    from ftdojo.search import best_node
+
+    assert all(e.status == "ok" for e in rec.experiments[1:])  # the first was a probe; the fresh trainer fits the rest
+    assert rec.status == "ok" and rec.final.checkpoint == best_node(rec.experiments, "max").train.checkpoint
     ray.kill(sup)
 
 

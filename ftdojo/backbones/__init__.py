@@ -46,8 +46,9 @@ class DiagnosticianBackbone(Protocol):
     transcript: list[Exchange]
 
 
-def make(cfg: BackboneConfig, token_budget: int = 0, data_model: str = "") -> HeuristicBackbone | LLMBackbone:
-    """``data_model``: the model the agent's synthesis steps ask, for the planner to be told ('' for none)."""
+def make(cfg: BackboneConfig, token_budget: int = 0, data_model: str = "", tree: bool = True) -> HeuristicBackbone | LLMBackbone:
+    """``data_model``: the model the agent's synthesis steps ask, for the planner to be told ('' for none);
+    ``tree=False``: the ``linear`` ablation, whose rules plan no probes."""
     if cfg.kind == "heuristic":
-        return HeuristicBackbone()
+        return HeuristicBackbone(tree)
     return LLMBackbone(cfg, token_budget, data_model=data_model)
