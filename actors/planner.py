@@ -67,10 +67,10 @@ class Planner:
 def _trained(history: list[Experiment], node: str) -> Experiment:
     """The experiment a backbone asked to build on; a node that is not a trained one of this run fails the
     proposal (the history shows why; the backbone sees it next time)."""
-    for e in history:
-        if e.id == node and e.status == "ok" and e.train is not None and e.train.checkpoint:
-            return e
-    ok = [e.id for e in history if e.status == "ok" and e.train is not None and e.train.checkpoint]
+    trained = {e.id: e for e in history if e.status == "ok" and e.train is not None and e.train.checkpoint}
+    if node in trained:
+        return trained[node]
+    ok = list(trained)
     raise BackboneError(f"plan parent {node!r} is not a trained experiment of this run (trained: {ok or 'none'}); "
                         "give one of those, 'base', or leave parent out")
 
