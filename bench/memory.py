@@ -6,7 +6,9 @@ few steps through the project's training loop (``ftdojo.training.run_loop``, in-
 runs it without workers) in a fresh process, on examples long enough to fill ``max_length``; the measured
 figure is the process's peak resident memory minus its resident memory once torch and transformers are
 imported (what the fit itself costs: the cached base, the trained copy, gradients, optimizer state,
-activations). The estimate is ``Validator.memory_mb`` for the same plan. Reported: both, and their ratio.
+activations). The estimate is ``Validator.memory_mb`` for the same plan. Reported: both, and their ratio;
+and what the process still holds once the fit has returned, before and after ``runtime.release_free_heap``
+hands glibc's free heap pages back (``training.fit`` does that when a fit ends).
 
     .venv/bin/python bench/memory.py                  # 2 methods x 3 lengths, a few minutes on 2 cores
     .venv/bin/python bench/memory.py --json out.json
@@ -48,7 +50,7 @@ def one(method: str, length: int, model: str, batch: int = BATCH, long_answers: 
         importlib.import_module(heavy)
 
     from actors.validator import Validator
-    from ftdojo import models, sft, training
+    from ftdojo import models, runtime, sft, training
     from ftdojo.messages import Example, LoopJob, Plan, PromptSpec, TaskCard, TrainConfig
 
     path = models.resolve(model)
@@ -65,6 +67,9 @@ def one(method: str, length: int, model: str, batch: int = BATCH, long_answers: 
         job = LoopJob(train=tc, prompt=PromptSpec(), base_model=path, data_path=str(data), output_dir=str(Path(d) / "out"),
                       instruction="Reply.", threads=max(1, os.cpu_count() or 1), precision="auto", save=False)
         training.run_loop(job, training.Session(0, 1, 0))
+        held = _rss_mb()  # the fit's activations are freed, but glibc's heap keeps their pages
+        runtime.release_free_heap()  # as ``training.fit`` does once the loop returns
+        released = _rss_mb()
         tok = models.tokenizer(path)  # the most label tokens of one example, as the validator's data checks count them
         label_tokens = max(sum(x != sft.IGNORE for x in sft.encode(tok, sft.render_prompt(tok, job.prompt, job.instruction, r.input),
                                                                     r.completion, length).labels) for r in rows)
@@ -76,7 +81,7 @@ def one(method: str, length: int, model: str, batch: int = BATCH, long_answers: 
     card = TaskCard.model_construct(base_model=path)
     est = validator.memory_mb(plan, card, label_tokens)
     return {"method": method, "max_length": length, "label_tokens": label_tokens, "measured_mb": peak - base, "estimate_mb": est,
-            "ratio": est / (peak - base)}
+            "ratio": est / (peak - base), "held_after_mb": held - base, "released_mb": released - base}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         r = rows[-1]
         tag = " (long answers)" if long else " (held out)" if r["held_out"] else ""
         print(f"{method:5s} max_length={length:4d} batch={batch}{tag}: label tokens {r['label_tokens']}, measured "
-              f"{r['measured_mb']:7.0f} MiB, estimate {r['estimate_mb']:7.0f} MiB, ratio {r['ratio']:.2f}", flush=True)
+              f"{r['measured_mb']:7.0f} MiB, estimate {r['estimate_mb']:7.0f} MiB, ratio {r['ratio']:.2f}; resident after "
+              f"the fit {r['held_after_mb']:5.0f} MiB, once released {r['released_mb']:5.0f} MiB", flush=True)
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "model": a.model, "steps": STEPS, "rows": rows,
               "worst_error": max(abs(r["ratio"] - 1) for r in rows)}

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ftdojo import methods, models, scoring, sft
+from ftdojo import methods, models, runtime, scoring, sft
 from ftdojo.messages import Candidate, ErrorSample, EvalReport
 from ftdojo.tasking import Item, TaskSpec
 
@@ -205,4 +205,5 @@ def evaluate(
         n_s = max(1, task.samples)
         prompts = [sft.render_prompt(tok, candidate.prompt, task.instruction, i["input"]) for i in items for _ in range(n_s)]
         outputs = generate(model, tok, prompts, task.max_new_tokens, batch_size, task.temperature, task.top_p, task.seed)
+    runtime.release_free_heap()  # the key-value caches' pages back to the system
     return score(task, items, outputs, split, time.perf_counter() - t0)

@@ -369,6 +369,8 @@ def fit(
         result = trainer.fit()
     except Exception as e:  # noqa: BLE001 - Ray wraps worker errors; the iteration fails, the run goes on
         return TrainResult(plan_id=plan_id, status="failed", error=_root_cause(e), wall_s=time.perf_counter() - t0)
+    finally:
+        runtime.release_free_heap()  # the loop ran here without workers: its activations go back to the system
     m = result.metrics or {}
     if not m.get("losses") and result.checkpoint is not None:
         m = json.loads((Path(result.checkpoint.path) / "metrics.json").read_text())

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from actors.curator import Curator
-from actors.validator import Validator
+from actors.validator import SMOKE_ROWS, Validator
 from ftdojo.dojo import DojoEnv, EnvHandle
 from ftdojo.messages import ValidateRequest, Budget, DataRecipe, Plan, SourceMapping, TrainConfig
 
@@ -67,6 +67,8 @@ def test_good_plan_passes_with_a_falling_smoke_loss(parts) -> None:
     assert {"non_empty", "well_formed", "targets_parseable", "truncation", "loss_mask", "prompt_prefix", "duplicates",
             "dev_overlap", "target_modules", "learning_rate", "fits_budget", "memory", "smoke_train"} <= names
     assert len(report.smoke_losses) == 6 and report.smoke_losses[-1] < report.smoke_losses[0]
+    smoke = next(c for c in report.checks if c.name == "smoke_train")
+    assert f"one batch of {SMOKE_ROWS}:" in smoke.reason  # on the host, not the plan's batch of 8
     assert report.memory_estimate_mb and report.memory_estimate_mb > 0
     # the widest example of the data, for the run's memory bound: within max_length, more than its labels
     assert report.longest_tokens and report.label_tokens and report.label_tokens < report.longest_tokens <= _plan().train.max_length
@@ -95,6 +97,15 @@ def test_a_fit_leaves_the_vllm_servers_share_of_the_gpu_before_and_after_it_star
     assert gpu_available_mb(total - 500, total) == total - 500  # no server: what is free
     assert gpu_available_mb(total - 500, total, 0.35) == pytest.approx(0.65 * total)  # not started yet: its share kept
     assert gpu_available_mb(0.6 * total, total, 0.35) == pytest.approx(0.6 * total)  # started: already taken
+
+
+def test_the_smoke_train_takes_a_few_rows_on_the_host_and_the_whole_batch_on_a_gpu() -> None:
+    from actors.validator import smoke_rows
+
+    assert smoke_rows(8, use_gpu=False) == SMOKE_ROWS == 2
+    assert smoke_rows(8, use_gpu=True) == 8
+    assert smoke_rows(1, use_gpu=False) == 1  # never more rows than the plan's batch
+    assert smoke_rows(8, use_gpu=False, workers=4) == 4  # a sharded smoke train: a row per worker
 
 
 def test_smoke_train_catches_a_loss_that_does_not_fall(parts) -> None:
@@ -159,6 +170,28 @@ def test_a_process_peak_memory_restarts_from_a_reset() -> None:
     assert runtime.peak_rss_mb() > start + 250
     del block
     assert runtime.reset_peak_rss() and runtime.peak_rss_mb() < start + 100
+
+
+def test_freed_heap_memory_goes_back_to_the_system_once_a_fit_ends() -> None:
+    """What a fit frees stays in glibc's heap, resident, behind the blocks still in use; ``release_free_heap``
+    (called when a fit or an evaluation ends) returns it. In a fresh process: 200 MB of 100 KB blocks, each
+    beside a small block that stays."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json\nfrom ftdojo import runtime\nbig, pins = [], []\n"
+        "for _ in range(2000):\n    b = bytearray(100 * 1024); b[::4096] = b'x' * len(b[::4096]); big.append(b); pins.append(bytearray(1000))\n"
+        "held = runtime.rss_mb()\ndel big\nfreed = runtime.rss_mb()\nok = runtime.release_free_heap()\n"
+        "print(json.dumps([held, freed, runtime.rss_mb(), ok]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    held, freed, released, ok = json.loads(out.splitlines()[-1])
+    if not ok:
+        pytest.skip("this C library has no malloc_trim")
+    assert freed > held - 50  # freed, yet still resident
+    assert released < freed - 150
 
 
 def test_the_memory_estimate_counts_fsdp_shards_and_gradient_checkpointing() -> None:
