@@ -373,8 +373,8 @@ def _scored(plan: Plan, i: str, score: float, n: int = 30, src_losses=None, deci
 
 
 def test_the_heuristic_probes_data_choices_before_the_budget_and_continues_the_winner() -> None:
-    """Probes first (traces alone, traces beside the answer-only sources, then without the source whose fit
-    loss says noise), each a short fit from the base model scored on dev's first items; then the full fit
+    """Probes first (traces alone, traces beside the answer-only sources, then, while that mixture leads,
+    without the source whose fit loss says noise), each a short fit from the base model scored on dev's first items; then the full fit
     continues the best probe's adapter on its data with what the budget has left."""
     from ftdojo.backbones.heuristic import probe_steps
 
@@ -392,10 +392,15 @@ def test_the_heuristic_probes_data_choices_before_the_budget_and_continues_the_w
     p1 = plan([e0], _left(136, 4))
     assert p1.probe and p1.parent is None and {m.source: m.weight for m in p1.recipe.sources} == {"notes": 1.0, "clean": 0.5, "forum": 0.5}
     assert all(m.rationale is None for m in p1.recipe.sources if m.source != "notes")
-    e1 = _scored(p1, "it1", 0.40, src_losses={"notes": 0.2, "clean": 0.4, "forum": 1.9})  # the forum's fit loss says noise
+    e1 = _scored(p1, "it1", 0.60, src_losses={"notes": 0.2, "clean": 0.4, "forum": 1.9})  # the forum's fit loss says noise
+    # the mixture tied with the traces alone (within 2 SE): its refinement is not worth a probe, the full fit
+    # continues the traces with every step left
+    tie = _scored(p1, "it1", 0.40, src_losses={"notes": 0.2, "clean": 0.4, "forum": 1.9})
+    after_tie = plan([e0, tie], _left(112, 3))
+    assert not after_tie.probe and after_tie.parent == "it0" and after_tie.train.steps == 112
     p2 = plan([e0, e1], _left(112, 3))
     assert p2.probe and [m.source for m in p2.recipe.sources] == ["notes", "clean"] and "forum" in p2.hypothesis
-    e2 = _scored(p2, "it2", 0.70)
+    e2 = _scored(p2, "it2", 0.90)
     full = plan([e0, e1, e2], _left(88, 2))
     assert not full.probe and full.parent == "it2" and full.train.init == "parent" and full.recipe == e2.plan.recipe
     assert full.train.steps == 88  # the rest of the budget: no stub of a fit is left over

@@ -5,7 +5,7 @@ models (``PlanProposal``, ``Verdict``). Before spending the budget it searches
 the data space with probes (``Plan.probe``: a short fit scored on a slice of
 dev): the worked-reasoning sources alone, those beside the answer-only sources
 the cards map into the task's format, and, when a probe's per-source fit losses
-point at label noise, the mixture without the suspect sources. The full fit
+point at label noise and the mixture leads, the mixture without the suspect sources. The full fit
 continues the winning probe's adapter. Later plans act on the diagnostician's
 decision: on ``continue`` they build on the last fit (more steps while the loss
 falls, a lower learning rate on a plateau, the noisy sources dropped, only
@@ -50,21 +50,23 @@ def suspected_noise(experiments: list[Experiment]) -> set[str]:
     return {f.message.split(":")[0] for e in experiments if e.feedback for f in e.feedback.findings if f.code == "suspected_noise"}
 
 
-def candidates(card: TaskCard, noisy: set[str]) -> list[tuple[str, DataRecipe]]:
-    """The data choices the probes compare, in order of preference: a later one wins only by beating an
-    earlier one by more than the dev noise. The third exists once a probe's fit losses name noisy sources."""
+def candidates(card: TaskCard, noisy: set[str]) -> list[tuple[str, DataRecipe, DataRecipe | None]]:
+    """The data choices the probes compare, in order of preference, each with the choice it refines (None: a
+    choice of its own): a later one wins only by beating an earlier one by more than the dev noise. The third,
+    the mixture without the sources a probe's fit losses name as noisy, refines the mixture."""
     usable = recipes.mappable(card)
     traces = [s for s in usable if s.suggested_rationale]
     answers = [s for s in usable if not s.suggested_rationale]
-    out = [("the worked-reasoning sources alone" if traces else "every mapped source", recipes.reasoning_first(card))]
-    if traces and answers:
-        out.append(("worked reasoning beside the answer-only sources mapped into the task's format",
-                    recipes.mixture(card, traces, answers)))
+    out: list[tuple[str, DataRecipe, DataRecipe | None]] = [
+        ("the worked-reasoning sources alone" if traces else "every mapped source", recipes.reasoning_first(card), None)]
+    mixed = recipes.mixture(card, traces, answers) if traces and answers else None
+    if mixed is not None:
+        out.append(("worked reasoning beside the answer-only sources mapped into the task's format", mixed, None))
     pool = answers if traces else usable
     kept = [s for s in pool if s.name not in noisy]
     if kept and len(kept) < len(pool):
         out.append((f"the same without the sources whose fit loss suggests label noise ({', '.join(sorted(noisy & {s.name for s in pool}))})",
-                    recipes.mixture(card, traces, kept)))
+                    recipes.mixture(card, traces, kept), mixed if mixed is not None else out[0][1]))
     return out
 
 
@@ -105,7 +107,12 @@ class HeuristicBackbone:
         if len(choices) < 2:
             return None
         tried = [e.plan.recipe for e in probes if e.plan is not None]
-        pending = [(why, r) for why, r in choices if r not in tried]
+        leader = best_node(probes, card.direction, probes=True)
+        # a refinement is worth a probe only while the choice it refines leads: when the mixture ties with the
+        # traces (bio-gc: 16.7 and 16.7, then 20.0 without the noisy source, all within noise) the third probe's
+        # steps are the full fit's loss
+        pending = [(why, r) for why, r, refines in choices if r not in tried
+                   and (refines is None or (leader is not None and leader.plan is not None and leader.plan.recipe == refines))]
         steps = probe_steps(card.budget, base.steps)
         if pending and _affords(card, left, len(pending), steps, base.steps):
             why, recipe = pending[0]
