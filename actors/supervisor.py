@@ -110,6 +110,7 @@ class RunSupervisor:
         t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = t0
         task = get_task(self.key.task)
+        code = run_code_version(get_domain(task.domain))  # now: a tree edited during the run is not the code it ran
         p, r = self.profile, self.resources
         warm("torch")  # the referee evaluates in this process at the end
         runtime.reset_peak_rss()  # this run's peak, not an earlier run's in a reused process
@@ -171,7 +172,7 @@ class RunSupervisor:
             usage=await self.usage(),
             wall_s=time.perf_counter() - t0,
             started_at=started,
-            code_version=run_code_version(get_domain(task.domain)),
+            code_version=code,
             prompts=self._prompts(),
             placement=self.placement,
             **await self._memory(p.base_model),

@@ -127,6 +127,25 @@ def _run(agent: str, tmp_path, task: str = "math-linear", profile_overrides=()):
     return asyncio.run(RunSupervisor(key, config.load_agent(agent), prof, str(tmp_path / agent)).run())
 
 
+def test_a_record_names_the_code_its_run_started_with(math_domain, tmp_path, monkeypatch) -> None:
+    """A tree edited while a run is going (a developer's checkout) must not relabel the run: the record's
+    ``code_version`` is taken when the run starts, as its key's is."""
+    import actors.supervisor as supervisor
+    from ftdojo.dojo import Referee
+
+    tree = {"version": "started-with"}
+    monkeypatch.setattr(supervisor, "run_code_version", lambda domain: tree["version"])
+    finalize = Referee.finalize
+
+    def edited_meanwhile(self, final):  # the sealed test evaluation: well into the run
+        tree["version"] = "edited-later"
+        return finalize(self, final)
+
+    monkeypatch.setattr(Referee, "finalize", edited_meanwhile)
+    rec = _run("zero-shot", tmp_path)
+    assert rec.test is not None and tree["version"] == "edited-later" and rec.code_version == "started-with"
+
+
 def test_ft_agent_iterates_with_trace_and_finalizes_best_by_dev(math_domain, tmp_path) -> None:
     rec = _run("ft-agent", tmp_path)
     assert rec.status == "ok" and len(rec.experiments) >= 2
