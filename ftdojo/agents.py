@@ -25,8 +25,9 @@ from ftdojo.errors import UnknownName
 from ftdojo.messages import Candidate, DataRecipe, EvalReport, Experiment, Plan, PromptSpec, TaskCard, TrainConfig, Usage
 from ftdojo.search import best_node
 
-MAX_PROBES = 3
-"""Probes an FT-Agent run may propose beside its full fits (the heuristic's candidates number at most three)."""
+MAX_PROBES = 4
+"""Probes an FT-Agent run may propose beside its full fits (the heuristic's: two candidates from the base model,
+then a continuation of a leader that overturned the first and its refinement)."""
 
 Peer = Literal["curator", "validator", "trainer", "planner", "diagnostician"]
 

@@ -3,10 +3,12 @@
 It reads the same messages an LLM backbone reads and answers with the same
 models (``PlanProposal``, ``Verdict``). Before spending the budget it searches
 the data space with probes (``Plan.probe``: a short fit scored on a slice of
-dev): the worked-reasoning sources alone, those beside the answer-only sources
-the cards map into the task's format, and, when a probe's per-source fit losses
-point at label noise and the mixture leads, the mixture without the suspect sources. The full fit
-continues the winning probe's adapter. Later plans act on the diagnostician's
+dev): the worked-reasoning sources alone and those beside the answer-only
+sources the cards map into the task's format, each from the base model. A
+mixture that beats the traces is continued for one more probe to show that it
+still rises (and, while it does, once more without the sources its fit losses
+name as noisy); one that has plateaued hands the budget back to the traces. The
+full fit continues the winning probe's adapter. Later plans act on the diagnostician's
 decision: on ``continue`` they build on the last fit (more steps while the loss
 falls, a lower learning rate on a plateau, the noisy sources dropped, only
 parseable targets), on ``branch`` they go back to the best node and try the
@@ -31,7 +33,7 @@ from ftdojo.messages import (
     TrainConfig,
     Verdict,
 )
-from ftdojo.search import best_node, better, is_probe
+from ftdojo.search import best_node, better, is_probe, noise_margin
 
 PROBE_SHARE = 0.15
 """A probe's optimizer steps as a share of the run's step budget (24 of the calibration's 160), at most half
@@ -50,24 +52,33 @@ def suspected_noise(experiments: list[Experiment]) -> set[str]:
     return {f.message.split(":")[0] for e in experiments if e.feedback for f in e.feedback.findings if f.code == "suspected_noise"}
 
 
-def candidates(card: TaskCard, noisy: set[str]) -> list[tuple[str, DataRecipe, DataRecipe | None]]:
-    """The data choices the probes compare, in order of preference, each with the choice it refines (None: a
-    choice of its own): a later one wins only by beating an earlier one by more than the dev noise. The third,
-    the mixture without the sources a probe's fit losses name as noisy, refines the mixture."""
+def candidates(card: TaskCard) -> list[tuple[str, DataRecipe]]:
+    """The data choices the probes compare from the base model, in order of preference: the first is the
+    rules' own choice (worked reasoning), and a later one wins only by beating it by more than the dev noise."""
     usable = recipes.mappable(card)
     traces = [s for s in usable if s.suggested_rationale]
     answers = [s for s in usable if not s.suggested_rationale]
-    out: list[tuple[str, DataRecipe, DataRecipe | None]] = [
-        ("the worked-reasoning sources alone" if traces else "every mapped source", recipes.reasoning_first(card), None)]
-    mixed = recipes.mixture(card, traces, answers) if traces and answers else None
-    if mixed is not None:
-        out.append(("worked reasoning beside the answer-only sources mapped into the task's format", mixed, None))
-    pool = answers if traces else usable
-    kept = [s for s in pool if s.name not in noisy]
-    if kept and len(kept) < len(pool):
-        out.append((f"the same without the sources whose fit loss suggests label noise ({', '.join(sorted(noisy & {s.name for s in pool}))})",
-                    recipes.mixture(card, traces, kept), mixed if mixed is not None else out[0][1]))
+    out = [("the worked-reasoning sources alone" if traces else "every mapped source", recipes.reasoning_first(card))]
+    if traces and answers:
+        out.append(("worked reasoning beside the answer-only sources mapped into the task's format", recipes.mixture(card, traces, answers)))
     return out
+
+
+def refinement(card: TaskCard, node: Experiment) -> tuple[str, DataRecipe] | None:
+    """The node's data without the answer-only sources its own fit losses name as noisy (None: none named, or
+    nothing would be left of them). Drawn from that one fit's evidence, so a node is refined at most once."""
+    if node.plan is None:
+        return None
+    noisy = suspected_noise([node])
+    traces = {s.name for s in recipes.mappable(card) if s.suggested_rationale}
+    pool = [m for m in node.plan.recipe.sources if m.source not in traces]
+    kept = [m for m in pool if m.source not in noisy]
+    if not kept or len(kept) == len(pool):
+        return None
+    dropped = sorted({m.source for m in pool} - {m.source for m in kept})
+    sources = [m for m in node.plan.recipe.sources if m.source in traces or m.source not in noisy]
+    return (f"the same without the sources whose fit loss suggests label noise ({', '.join(dropped)})",
+            node.plan.recipe.model_copy(update={"sources": sources}))
 
 
 class HeuristicBackbone:
@@ -99,38 +110,71 @@ class HeuristicBackbone:
 
     def _search(self, card: TaskCard, history: list[Experiment], base: TrainConfig, left: Remaining | None) -> PlanProposal | None:
         """The probe phase, before any full fit: the next probe while the budget affords it, then the full fit
-        from the winning probe. None once a full fit exists, or when there is one candidate only."""
+        from the winning probe. None once a full fit exists, or when there is one candidate only.
+
+        The probes from the base model compare the candidates at equal steps. A probe measures how fast data
+        teaches the task, not where it ends: answer-only examples teach the answer format within a few steps
+        and then plateau, worked reasoning is learned slower and keeps rising (table-extreme, bench/RESULTS.md:
+        the mixture's probe led the traces' 36.7 to 6.7 and its full fit ended at 38.3, where the traces alone
+        reach 57 at the full budget). So a probe that overturns the rules' own choice must show it is still
+        rising: its adapter continues for one more probe on the same data (and, while it rises, once more
+        without the sources its fit losses name as noisy). Unless it gains more than the noise, the full fit
+        goes to the rules' own choice."""
         if any(e.plan is not None and not e.plan.probe for e in history):
             return None
-        probes = [e for e in history if is_probe(e)]
-        choices = candidates(card, suspected_noise(probes))
+        choices = candidates(card)
         if len(choices) < 2:
             return None
-        tried = [e.plan.recipe for e in probes if e.plan is not None]
-        leader = best_node(probes, card.direction, probes=True)
-        # a refinement is worth a probe only while the choice it refines leads: when the mixture ties with the
-        # traces (bio-gc: 16.7 and 16.7, then 20.0 without the noisy source, all within noise) the third probe's
-        # steps are the full fit's loss
-        pending = [(why, r) for why, r, refines in choices if r not in tried
-                   and (refines is None or (leader is not None and leader.plan is not None and leader.plan.recipe == refines))]
+        probes = [e for e in history if is_probe(e)]
+        roots = [e for e in probes if e.parent is None]  # the probes from the base model
         steps = probe_steps(card.budget, base.steps)
+        tried = [e.plan.recipe for e in roots if e.plan is not None]
+        pending = [(why, r) for why, r in choices if r not in tried]
         if pending and _affords(card, left, len(pending), steps, base.steps):
             why, recipe = pending[0]
             return PlanProposal(
                 hypothesis=f"Probe {why}: {steps} steps scored on {card.budget.probe_items} dev items, to compare the "
                            "data choices before spending the budget.",
                 recipe=recipe, train=base.model_copy(update={"steps": steps, "init": "base"}), parent="base", probe=True)
-        winner = best_node(history, card.direction, probes=True)
-        if winner is None or winner.plan is None or winner.dev is None:
+        leader = best_node(roots, card.direction, probes=True)
+        if leader is None or leader.plan is None or leader.dev is None:
             return None  # every probe failed: the rules' first plan from the base model
+        winner, why = leader, ""
+        own = next((e for e in roots if e.status == "ok" and e.dev is not None and e.plan is not None and e.plan.recipe == choices[0][1]), None)
+        if own is not None and own.id != leader.id:
+            follow = [e for e in probes if e.parent == leader.id]
+            more = base.model_copy(update={"steps": steps, "init": "parent", "lr": base.lr})
+            affords = _affords(card, left, 1, steps, base.steps)
+            if not follow and affords:
+                return PlanProposal(
+                    hypothesis=f"Probe {leader.id} ({leader.dev.score:.1%}) beat the rules' own choice {own.id} "
+                               f"({own.dev.score:.1%}) after {leader.plan.train.steps} steps; continue its adapter for "
+                               f"{steps} more on the same data to see whether it still rises or has plateaued.",
+                    recipe=leader.plan.recipe, train=more, parent=leader.id, probe=True)
+            scored = [e for e in follow if e.status == "ok" and e.dev is not None]
+            margin = noise_margin(leader.dev)
+            rising = [e for e in scored if better(e.dev.score, leader.dev.score, card.direction, margin)]  # type: ignore[union-attr]
+            refined = refinement(card, leader)
+            if rising and refined is not None and affords and refined[1] not in [e.plan.recipe for e in follow if e.plan]:
+                return PlanProposal(
+                    hypothesis=f"Probe {follow[0].id} rose above {leader.id}; continue {leader.id}'s adapter for {steps} "
+                               f"steps on {refined[0]}.",
+                    recipe=refined[1], train=more, parent=leader.id, probe=True)
+            if scored and not rising:
+                winner = own
+                why = (f" Probe {leader.id} led on the first probe but its continuation {scored[0].id} "
+                       f"({scored[0].dev.score:.1%}) gained no more than the noise ({margin:.1%}): it has plateaued, "  # type: ignore[union-attr]
+                       f"so the budget goes to the rules' own choice, which the probes cannot judge at {steps} steps.")
+            elif scored:
+                winner = best_node(scored, card.direction, probes=True) or leader
         steps_left = left.train_steps if left is not None else card.budget.max_train_steps
         last_eval = left is not None and left.dev_evals <= 1  # no later fit could be scored: spend the rest now
         main = steps_left if steps_left < 1.5 * base.steps or last_eval else base.steps  # no stub of a fit left over
         others = ", ".join(f"{e.id} {e.dev.score:.1%}" for e in probes if e.dev is not None and e.id != winner.id)
         return PlanProposal(
-            hypothesis=f"Probe {winner.id} scored {winner.dev.score:.1%} on dev's first {winner.dev.n} items (others: "
-                       f"{others or 'none scored'}): continue its adapter on its data for the full fit.",
-            recipe=winner.plan.recipe, train=winner.plan.train.model_copy(update={"steps": main, "init": "parent", "lr": base.lr}),
+            hypothesis=f"Probe {winner.id} scored {winner.dev.score:.1%} on dev's first {winner.dev.n} items (others: "  # type: ignore[union-attr]
+                       f"{others or 'none scored'}): continue its adapter on its data for the full fit." + why,
+            recipe=winner.plan.recipe, train=winner.plan.train.model_copy(update={"steps": main, "init": "parent", "lr": base.lr}),  # type: ignore[union-attr]
             parent=winner.id)
 
     def _rules(self, card: TaskCard, history: list[Experiment], parent: Experiment | None, base: TrainConfig,
