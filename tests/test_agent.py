@@ -444,6 +444,9 @@ def test_the_heuristic_probes_data_choices_before_the_budget_and_continues_the_w
     assert full.train.steps == 64  # the rest of the budget: no stub of a fit is left over
     roomy = plan([e0, e1, e2, e3], _left(400, 2))
     assert roomy.train.steps == 80 and plan([e0, e1, e2, e3], _left(400, 1)).train.steps == 400  # the last scorable fit takes the rest
+    # a continuation at the metric's best score leaves a refinement nothing to win: the full fit continues it
+    perfect = _scored(p2, "it2", 1.0)
+    assert plan([e0, e1, perfect], _left(88, 2)).parent == "it2" and not plan([e0, e1, perfect], _left(88, 2)).probe
     # without noise in the leader's fit there is no refinement: the full fit continues the rising continuation
     clean1 = _scored(p1, "it1", 0.60)
     assert plan([e0, clean1, e2], _left(88, 2)).parent == "it2"

@@ -33,7 +33,7 @@ from ftdojo.messages import (
     TrainConfig,
     Verdict,
 )
-from ftdojo.search import best_node, better, is_probe, noise_margin
+from ftdojo.search import PROBE_MARGIN_SE, best_node, better, is_probe, noise_margin
 
 PROBE_SHARE = 0.15
 """A probe's optimizer steps as a share of the run's step budget (24 of the calibration's 160), at most half
@@ -155,7 +155,11 @@ class HeuristicBackbone:
             margin = noise_margin(leader.dev)
             rising = [e for e in scored if better(e.dev.score, leader.dev.score, card.direction, margin)]  # type: ignore[union-attr]
             refined = refinement(card, leader)
-            if rising and refined is not None and affords and refined[1] not in [e.plan.recipe for e in follow if e.plan]:
+            top = best_node(scored, card.direction, probes=True)
+            # a refinement must beat the continuation by the probes' bar: past the metric's best score it cannot
+            beatable = top is not None and top.dev is not None and better(
+                1.0 if card.direction == "max" else 0.0, top.dev.score, card.direction, PROBE_MARGIN_SE * noise_margin(top.dev))
+            if rising and beatable and refined is not None and affords and refined[1] not in [e.plan.recipe for e in follow if e.plan]:
                 return PlanProposal(
                     hypothesis=f"Probe {follow[0].id} rose above {leader.id}; continue {leader.id}'s adapter for {steps} "
                                f"steps on {refined[0]}.",
@@ -165,8 +169,8 @@ class HeuristicBackbone:
                 why = (f" Probe {leader.id} led on the first probe but its continuation {scored[0].id} "
                        f"({scored[0].dev.score:.1%}) gained no more than the noise ({margin:.1%}): it has plateaued, "  # type: ignore[union-attr]
                        f"so the budget goes to the rules' own choice, which the probes cannot judge at {steps} steps.")
-            elif scored:
-                winner = best_node(scored, card.direction, probes=True) or leader
+            elif top is not None:
+                winner = top
         steps_left = left.train_steps if left is not None else card.budget.max_train_steps
         last_eval = left is not None and left.dev_evals <= 1  # no later fit could be scored: spend the rest now
         main = steps_left if steps_left < 1.5 * base.steps or last_eval else base.steps  # no stub of a fit left over
