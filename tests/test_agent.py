@@ -437,8 +437,10 @@ def test_the_heuristic_probes_data_choices_before_the_budget_and_continues_the_w
     # a refinement within 2 SE of the continuation does not replace it; one that beats it does; either way the
     # noise its own fit reports (clean, here) starts no second refinement
     close = _scored(p3, "it3", 0.90, src_losses={"notes": 0.2, "clean": 1.5})
-    assert plan([e0, e1, e2, close], _left(64, 1)).parent == "it2"
+    after_close = plan([e0, e1, e2, close], _left(64, 2))  # the budget would afford another probe
+    assert not after_close.probe and after_close.parent == "it2"
     e3 = _scored(p3, "it3", 0.97, src_losses={"notes": 0.2, "clean": 1.5})
+    assert not plan([e0, e1, e2, e3], _left(64, 2)).probe
     full = plan([e0, e1, e2, e3], _left(64, 1))
     assert not full.probe and full.parent == "it3" and full.train.init == "parent" and full.recipe == e3.plan.recipe
     assert full.train.steps == 64  # the rest of the budget: no stub of a fit is left over
