@@ -20,7 +20,7 @@ from ftdojo.backbones import DiagnosticianBackbone, HeuristicBackbone
 from ftdojo.errors import RunError
 from ftdojo.messages import Decision, DiagnoseRequest, Exchange, Experiment, Feedback, Finding, LLMUsage, TaskCard
 from ftdojo.runtime import Handle
-from ftdojo.search import better, is_probe, noise_margin
+from ftdojo.search import best_score, better, is_probe, noise_margin
 
 NOISE_RATIO = 1.6  # a source whose fit loss is this many times the others' median is suspect
 FORMAT_ERRORS = 0.1
@@ -95,7 +95,7 @@ def rules_decision(exp: Experiment, codes: set[str], card: TaskCard) -> Decision
     stop: a full fit reached the metric's best possible dev score, so nothing is left to gain; continue:
     build on this experiment."""
     d = exp.dev
-    if exp.status == "ok" and d is not None and not is_probe(exp) and (d.score >= 1.0 if card.direction == "max" else d.score <= 0.0):
+    if exp.status == "ok" and d is not None and not is_probe(exp) and not better(best_score(card.direction), d.score, card.direction):
         return "stop"
     if exp.status != "ok" or codes & {"regression", "overfit"}:
         return "branch"

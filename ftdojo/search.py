@@ -32,6 +32,11 @@ def is_probe(e: Experiment) -> bool:
     return e.plan is not None and e.plan.probe
 
 
+def best_score(direction: str) -> float:
+    """The metric's best possible score (a proportion's): 1 when higher is better, 0 when lower is."""
+    return 1.0 if direction == "max" else 0.0
+
+
 def better(a: float, b: float, direction: str, margin: float = 0.0) -> bool:
     """True when score ``a`` beats ``b`` by more than ``margin`` in the metric's direction."""
     return a > b + margin if direction == "max" else a < b - margin

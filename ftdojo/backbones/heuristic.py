@@ -33,7 +33,7 @@ from ftdojo.messages import (
     TrainConfig,
     Verdict,
 )
-from ftdojo.search import PROBE_MARGIN_SE, best_node, better, is_probe, noise_margin
+from ftdojo.search import PROBE_MARGIN_SE, best_node, best_score, better, is_probe, noise_margin
 
 PROBE_SHARE = 0.15
 """A probe's optimizer steps as a share of the run's step budget (24 of the calibration's 160), at most half
@@ -158,7 +158,7 @@ class HeuristicBackbone:
             top = best_node(scored, card.direction, probes=True)
             # a refinement must beat the continuation by the probes' bar: past the metric's best score it cannot
             beatable = top is not None and top.dev is not None and better(
-                1.0 if card.direction == "max" else 0.0, top.dev.score, card.direction, PROBE_MARGIN_SE * noise_margin(top.dev))
+                best_score(card.direction), top.dev.score, card.direction, PROBE_MARGIN_SE * noise_margin(top.dev))
             if rising and beatable and refined is not None and affords and refined[1] not in [e.plan.recipe for e in follow if e.plan]:
                 return PlanProposal(
                     hypothesis=f"Probe {follow[0].id} rose above {leader.id}; continue {leader.id}'s adapter for {steps} "
