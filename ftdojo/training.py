@@ -48,7 +48,7 @@ def _completion_lm(model: Any) -> Any:
 
         def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any, Any]:
             causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-            hidden = causal.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = causal.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
             targets = labels[:, 1:]
             keep = targets != -100
             logits = causal.get_output_embeddings()(hidden[:, :-1][keep])

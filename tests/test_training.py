@@ -155,6 +155,24 @@ def test_completion_only_head_computes_the_full_head_loss(tiny_model) -> None:
     assert float(loss_sum / count) == pytest.approx(float(reference), rel=1e-5)
 
 
+def test_the_training_forward_builds_no_kv_cache(tiny_model, monkeypatch) -> None:
+    """A fit never reads a KV cache, so its forward must not build one (the model's config says use_cache):
+    a cache is work per layer, and it breaks compiled layers on every step (bench/RESULTS.md)."""
+    from transformers import cache_utils
+
+    model, tok = models.load(tiny_model)
+    assert model.config.use_cache  # the default this guards against
+    built = []
+    init = cache_utils.DynamicCache.__init__
+    monkeypatch.setattr(cache_utils.DynamicCache, "__init__", lambda self, *a, **k: (built.append(1), init(self, *a, **k))[1])
+    enc = [sft.encode(tok, sft.render_prompt(tok, PromptSpec(), INSTR, e.input), e.completion, 256) for e in _examples(4)]
+    loss_sum, count, _ = training._completion_lm(model)(**sft.collate(enc, tok.pad_token_id))
+    assert built == [] and float(count) > 0 and torch.isfinite(loss_sum)
+    with torch.no_grad():
+        model(**sft.collate(enc, tok.pad_token_id), use_cache=True)
+    assert built, "the probe must see a cache where one is asked for"
+
+
 def test_fused_lora_forward_matches_peft(tiny_model) -> None:
     from peft import LoraConfig, get_peft_model
 
