@@ -37,6 +37,7 @@ from ftdojo.messages import TrainConfig  # noqa: E402
 
 def fit(spec: str, data_path: Path, instruction: str, prompt: str, steps: int, mode: str, work: Path) -> dict[str, Any]:
     stamps: list[float] = []
+    compiled_layers: list[Any] = []
     step, completion_lm, attention = torch.optim.AdamW.step, training._completion_lm, training.attention_impl
 
     def timed_step(self: Any, *a: Any, **k: Any) -> Any:
@@ -47,6 +48,7 @@ def fit(spec: str, data_path: Path, instruction: str, prompt: str, steps: int, m
     def compiled(model: Any) -> Any:
         for layer in training.decoder_layers(model):
             layer.compile(dynamic=True)
+            compiled_layers.append(layer)
         return completion_lm(model)
 
     torch.optim.AdamW.step = timed_step
@@ -61,8 +63,10 @@ def fit(spec: str, data_path: Path, instruction: str, prompt: str, steps: int, m
                          prompt=prompt, instruction=instruction, threads=torch.get_num_threads(), save=False)
     finally:
         torch.optim.AdamW.step, training._completion_lm, training.attention_impl = step, completion_lm, attention
+        for layer in compiled_layers:  # the process's shared base: the next mode runs it uncompiled
+            layer._compiled_call_impl = None
         if mode == "compile":
-            torch._dynamo.reset()  # the next mode starts from no compiled code
+            torch._dynamo.reset()
     if r.status != "ok":
         raise SystemExit(f"{mode}: {r.error}")
     later = [b - a for a, b in zip(stamps[5:], stamps[6:])]
