@@ -35,6 +35,11 @@ from ftdojo import config, training  # noqa: E402
 from ftdojo.messages import TrainConfig  # noqa: E402
 
 
+def train_config(steps: int) -> TrainConfig:
+    """bench/throughput.py's training settings, at ``steps``."""
+    return TrainConfig(steps=steps, batch_size=8, lr=1e-3, warmup_steps=5, max_length=256)
+
+
 def fit(spec: str, data_path: Path, instruction: str, prompt: str, steps: int, mode: str, work: Path) -> dict[str, Any]:
     stamps: list[float] = []
     compiled_layers: list[Any] = []
@@ -59,7 +64,7 @@ def fit(spec: str, data_path: Path, instruction: str, prompt: str, steps: int, m
     try:
         t0 = time.perf_counter()
         r = training.fit(plan_id=mode, base_model=spec, data_path=str(data_path), output_dir=str(work / mode),
-                         train=TrainConfig(steps=steps, batch_size=8, lr=1e-3, warmup_steps=5, max_length=256),
+                         train=train_config(steps),
                          prompt=prompt, instruction=instruction, threads=torch.get_num_threads(), save=False)
     finally:
         torch.optim.AdamW.step, training._completion_lm, training.attention_impl = step, completion_lm, attention
@@ -79,7 +84,7 @@ def op_shares(spec: str, data_path: Path, instruction: str, prompt: str, steps: 
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         training.fit(plan_id="profiled", base_model=spec, data_path=str(data_path), output_dir=str(work / "profiled"),
-                     train=TrainConfig(steps=steps, batch_size=8, lr=1e-3, warmup_steps=5, max_length=256),
+                     train=train_config(steps),
                      prompt=prompt, instruction=instruction, threads=torch.get_num_threads(), save=False)
     ops = [e for e in prof.key_averages() if e.key.startswith("aten::")]
     total = sum(e.self_cpu_time_total for e in ops)
