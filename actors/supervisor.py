@@ -243,7 +243,7 @@ class RunSupervisor:
                                                   data_tokens=self.profile.budget.max_data_tokens)
             case "trainer":
                 self.trainer = self.spawner.spawn(TrainerHandle, self.env, ws, r.threads, r.workers, r.use_gpu, r.precision, self.devices,
-                                                  r.sharding)
+                                                  r.sharding, r.compile_layers)
             case "validator":
                 self.validator = self.spawner.spawn(ValidatorHandle, self.env, ws, r.threads, r.use_gpu, r.precision,
                                                     workers=r.workers, sharding=r.sharding, evaluation=self.profile.evaluation)

@@ -2,7 +2,7 @@
 
 Charges the plan's steps to the run's budget (through the DojoEnv) before any
 compute, then trains through ``ftdojo.training.fit`` (Ray Train) on the
-resources the profile gave it — threads, training workers, GPU, precision —
+resources the profile gave it — threads, training workers, GPU, precision, compiled layers —
 which no plan can change. A crash or a non-finite loss comes back as
 ``TrainResult(status="failed")``.
 """
@@ -20,11 +20,12 @@ from ftdojo.training import Precision
 
 class Trainer:
     def __init__(self, env: EnvHandle, workspace: str, threads: int = 1, workers: int = 0, use_gpu: bool = False,
-                 precision: Precision = "auto", devices: list[str] | None = None, sharding: str = "ddp") -> None:
+                 precision: Precision = "auto", devices: list[str] | None = None, sharding: str = "ddp",
+                 compile_layers: bool = False) -> None:
         self.env = env
         self.workspace = Path(workspace)
         self.threads, self.workers, self.use_gpu, self.precision = threads, workers, use_gpu, precision
-        self.sharding = sharding
+        self.sharding, self.compile_layers = sharding, compile_layers
         self.devices = list(devices or [])
         """The run's GPU ids, by bundle: training worker k uses the k-th (Ray gives workers no GPU of their own)."""
         warm("ray.train.torch")  # torch and Ray Train (not transformers: its lazy module is not thread-safe to import)
@@ -47,6 +48,7 @@ class Trainer:
             init_from=req.init_from,
             devices=self.devices,
             sharding=self.sharding,
+            compile_layers=self.compile_layers,
         )
 
 

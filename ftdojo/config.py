@@ -137,6 +137,10 @@ class Resources(Schema):
     sharding: Literal["ddp", "fsdp"] = "ddp"
     """With several workers: ``ddp`` replicates the model on each; ``fsdp`` shards full fine-tuning's weights,
     gradients and optimizer state across them (what a 7B full fine-tune needs; LoRA, QLoRA and freeze stay on DDP)."""
+    compile_layers: bool = False
+    """LoRA fits on the CPU run each decoder layer under ``torch.compile`` (inductor fuses the elementwise half of a
+    step: 1.3x a step on an AMX Xeon, bench/step_modes.py). The compiled code is kept for the process's later fits;
+    the first fit of a process pays the compilation (~15 s with inductor's on-disk cache warm, ~40 s cold)."""
 
     @model_validator(mode="after")
     def _one_gpu_per_worker(self) -> Resources:

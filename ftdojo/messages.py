@@ -388,6 +388,8 @@ class LoopJob(Message):
     sharding: Literal["ddp", "fsdp"] = "ddp"
     """Several workers: replicate the model (DDP), or shard full fine-tuning's weights, gradients and optimizer
     state across them (FSDP; LoRA, QLoRA and freeze train little and stay on DDP)."""
+    compile_layers: bool = False
+    """The profile's ``compile_layers``: decoder layers under ``torch.compile`` where the fit allows it."""
     devices: list[str] = Field(default_factory=list)
     """The run's GPU ids: worker k sets ``CUDA_VISIBLE_DEVICES`` to the k-th before touching CUDA (Ray Train
     workers placed inside the run's reservation get no GPU from Ray); empty: as Ray or torchrun set it."""
@@ -523,6 +525,8 @@ class TrainResult(Message):
     """Device type it trained on (the profile's resources, never the plan's)."""
     bf16: bool = False
     """Whether it trained under bf16 autocast."""
+    compiled_layers: bool = False
+    """Whether its decoder layers ran under ``torch.compile`` (the profile's ``compile_layers``)."""
     workers: int = 0
     """Ray Train workers (0: in the calling process)."""
     visible_devices: list[str | None] = Field(default_factory=list)

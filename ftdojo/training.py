@@ -142,6 +142,37 @@ def _configured(model: Any, attention: str, checkpointing: bool) -> Iterator[Non
             causal.set_attn_implementation(before)
 
 
+COMPILE_BACKEND = "inductor"
+"""``torch.compile`` backend of compiled layers (tests use ``aot_eager``: same tracing and caching, no codegen)."""
+
+
+def compiles_layers(job: LoopJob, device_type: str, distributed: bool) -> bool:
+    """Whether a fit runs its decoder layers compiled: asked for by the profile, on a one-process LoRA fit on the
+    CPU without gradient checkpointing (the case measured), and not for a smoke train (a few steps on a couple of
+    rows, which compilation would cost more than it saves)."""
+    return (job.compile_layers and device_type == "cpu" and not distributed and not job.smoke
+            and job.train.method == "lora" and not job.train.gradient_checkpointing)
+
+
+@contextlib.contextmanager
+def _compiled(model: Any, on: bool) -> Iterator[None]:
+    """Each decoder layer under ``torch.compile(dynamic=True)`` for the fit, eager again when it ends (evaluation
+    decodes with a KV cache, which compiled layers would retrace). Dynamo keeps the compiled code on the layer
+    class's code, guarded on shapes and module structure rather than identity, so a later fit in the process
+    (a fresh LoRA on the same base) reuses it without compiling again."""
+    if not on:
+        yield
+        return
+    layers = list(decoder_layers(model))
+    for layer in layers:
+        layer.compile(dynamic=True, backend=COMPILE_BACKEND)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None  # nn.Module.compile's slot: the layer calls its eager forward again
+
+
 def decoder_layers(model: Any) -> Any:
     """The model's stack of decoder layers (the ModuleList as long as ``num_hidden_layers``)."""
     import torch
@@ -195,8 +226,10 @@ def run_loop(job: LoopJob, session: Session) -> None:
 
     # The shared base (or the method's private model) in the dtype and on the device of the fit,
     # restored when the fit ends however it ends: nothing is copied per fit.
+    compiled = compiles_layers(job, device_type, distributed)
     with method.training(job.base_model, tc, "bf16" if bf16 else "fp32", str(device or "cpu"), job.init_from) as model, \
-            _configured(model, attention_impl(device_type, tc.max_length), tc.gradient_checkpointing):
+            _configured(model, attention_impl(device_type, tc.max_length), tc.gradient_checkpointing), \
+            _compiled(model, compiled):
         net = _completion_lm(model)
         if fsdp:
             net = _shard(net, model, device_type, bf16)
@@ -204,6 +237,7 @@ def run_loop(job: LoopJob, session: Session) -> None:
             net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device is not None else None)
         metrics = _steps(job, net, method.trainable(model), enc, examples, schedule, tok.pad_token_id, rank, world, device, bf16)
         metrics["sharding"] = "fsdp" if fsdp else ("ddp" if distributed and world > 1 else "none")
+        metrics["compiled_layers"] = compiled
         state = None
         if fsdp and job.save:  # a collective: every rank takes part, rank 0 keeps the gathered tensors
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -331,11 +365,13 @@ def fit(
     init_from: str | None = None,
     devices: list[str] | None = None,
     sharding: str = "ddp",
+    compile_layers: bool = False,
 ) -> TrainResult:
     """Train with Ray Train and return a TrainResult; a crash becomes ``status="failed"``.
     ``threads``, ``workers``, ``use_gpu`` and ``precision`` are the profile's resources; ``init_from``:
     a checkpoint of the same method to continue instead of starting from the base model; ``devices``: the
-    run's GPU ids, one per worker; ``sharding``: ``fsdp`` shards full fine-tuning across the workers.
+    run's GPU ids, one per worker; ``sharding``: ``fsdp`` shards full fine-tuning across the workers;
+    ``compile_layers``: the profile's compiled decoder layers (``compiles_layers`` says where they apply).
 
     Inside a run's placement group (``runtime.reserve``) the workers are pinned into it (they take none
     of its CPUs or GPUs from Ray, so a full cluster cannot leave a fit waiting for more), share the run's
@@ -349,7 +385,8 @@ def fit(
     per_worker = max(1, threads // workers) if pin and workers else threads
     job = LoopJob(train=train, prompt=prompt, base_model=base_model, data_path=data_path, output_dir=output_dir,
                   instruction=instruction, threads=per_worker, use_gpu=use_gpu, precision=precision, save=save,
-                  smoke=smoke, init_from=init_from, devices=list(devices or []) if pin else [], sharding=sharding)
+                  smoke=smoke, init_from=init_from, devices=list(devices or []) if pin else [], sharding=sharding,
+                  compile_layers=compile_layers)
     t0 = time.perf_counter()
     if pin is not None:
         scaling = ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker=pin)
@@ -390,6 +427,7 @@ def fit(
         source_losses={k: float(v) for k, v in (m.get("source_losses") or {}).items()},
         device=str(m.get("device", "cpu")),
         bf16=bool(m.get("bf16", False)),
+        compiled_layers=bool(m.get("compiled_layers", False)),
         workers=workers,
         visible_devices=list(m.get("visible_devices") or []),
         sharding=m.get("sharding", "none"),

@@ -173,6 +173,49 @@ def test_the_training_forward_builds_no_kv_cache(tiny_model, monkeypatch) -> Non
     assert built, "the probe must see a cache where one is asked for"
 
 
+def test_compiled_layers_match_eager_and_are_kept_for_the_next_fit(tmp_path, tiny_model, monkeypatch) -> None:
+    """The profile's compile_layers: a LoRA fit runs its decoder layers compiled, on eager's trajectory; the next
+    fit in the process (a fresh LoRA, other batch shapes) reuses the compiled code instead of compiling again;
+    the layers are eager again once a fit ends (evaluation decodes with a KV cache); a smoke train stays eager.
+    ``aot_eager`` traces and caches as inductor does, without its C++ codegen (seconds, not a minute)."""
+    from torch._dynamo.backends.debugging import aot_eager
+
+    compiles: list[int] = []
+
+    def counting(gm, example_inputs):
+        compiles.append(len(gm.graph.nodes))
+        return aot_eager(gm, example_inputs)
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(training, "COMPILE_BACKEND", counting)
+    data = tmp_path / "train.jsonl"
+    datafiles.write_models(data, _examples())
+
+    def fit(name: str, compile_layers: bool, smoke: bool = False, seed: int = 0):
+        r = training.fit(plan_id=name, base_model=tiny_model, data_path=str(data), output_dir=str(tmp_path / name),
+                         train=TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=2, seed=seed), prompt=PromptSpec(),
+                         instruction=INSTR, precision="fp32", compile_layers=compile_layers, smoke=smoke, save=False)
+        assert r.status == "ok", r.error
+        return r
+
+    try:
+        eager = fit("eager", False)
+        assert not eager.compiled_layers and compiles == []
+        first = fit("compiled", True)
+        assert first.compiled_layers and compiles, "a compiled fit must compile its layers"
+        assert first.losses == pytest.approx(eager.losses, rel=1e-4)
+        n = len(compiles)
+        second = fit("again", True, seed=1)
+        assert second.compiled_layers and second.losses != first.losses  # other batches, so other shapes
+        assert len(compiles) == n, "the next fit must reuse the compiled layers, not compile them again"
+        base = models.shared_base(tiny_model, "fp32", "cpu")[0]
+        assert all(layer._compiled_call_impl is None for layer in training.decoder_layers(base))
+        smoke = fit("smoke", True, smoke=True)
+        assert not smoke.compiled_layers and len(compiles) == n
+    finally:
+        torch._dynamo.reset()
+
+
 def test_fused_lora_forward_matches_peft(tiny_model) -> None:
     from peft import LoraConfig, get_peft_model
 
