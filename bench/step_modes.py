@@ -7,10 +7,13 @@ math-linear worked solutions, LoRA r=16, batch 8), in this process, one after th
 
 - ``eager``: the default path (eager attention on CPU, bf16 where the CPU has it);
 - ``sdpa``: torch's scaled-dot-product attention kernel instead of eager attention;
-- ``compile``: the default path with each decoder layer under ``torch.compile(dynamic=True)``.
+- ``compile``: the profile's ``compile_layers`` (each decoder layer under ``torch.compile(dynamic=True)``, what the
+  default and calibration profiles run). Compiled code is kept for the process's later fits, so ``compile,compile``
+  shows what a second fit pays: nothing more to compile.
 
 Per mode: the time to the first optimizer step (model load and, for ``compile``, compilation), the median of the
-later steps, tokens/s over the whole fit, and the first losses (to show what changes numerically). With
+later steps, tokens/s over the whole fit, and the first losses (to show what changes numerically). ``eager`` is
+``training.fit``'s own default (``compile_layers`` off). With
 ``--profile-steps N`` a torch-profiler pass over an N-step eager fit first prints each op's share of CPU time
 (``aten::mm`` and friends against the elementwise rest). Run it alone on an idle machine.
 """
@@ -42,40 +45,28 @@ def train_config(steps: int) -> TrainConfig:
 
 def fit(spec: str, data_path: Path, instruction: str, prompt: str, steps: int, mode: str, work: Path) -> dict[str, Any]:
     stamps: list[float] = []
-    compiled_layers: list[Any] = []
-    step, completion_lm, attention = torch.optim.AdamW.step, training._completion_lm, training.attention_impl
+    step, attention = torch.optim.AdamW.step, training.attention_impl
 
     def timed_step(self: Any, *a: Any, **k: Any) -> Any:
         out = step(self, *a, **k)
         stamps.append(time.perf_counter())
         return out
 
-    def compiled(model: Any) -> Any:
-        for layer in training.decoder_layers(model):
-            layer.compile(dynamic=True)
-            compiled_layers.append(layer)
-        return completion_lm(model)
-
     torch.optim.AdamW.step = timed_step
-    if mode == "compile":
-        training._completion_lm = compiled
     if mode == "sdpa":
         training.attention_impl = lambda device_type, max_length: "sdpa"
     try:
         t0 = time.perf_counter()
         r = training.fit(plan_id=mode, base_model=spec, data_path=str(data_path), output_dir=str(work / mode),
                          train=train_config(steps),
-                         prompt=prompt, instruction=instruction, threads=torch.get_num_threads(), save=False)
+                         prompt=prompt, instruction=instruction, threads=torch.get_num_threads(), save=False,
+                         compile_layers=mode == "compile")
     finally:
-        torch.optim.AdamW.step, training._completion_lm, training.attention_impl = step, completion_lm, attention
-        for layer in compiled_layers:  # the process's shared base: the next mode runs it uncompiled
-            layer._compiled_call_impl = None
-        if mode == "compile":
-            torch._dynamo.reset()
+        torch.optim.AdamW.step, training.attention_impl = step, attention
     if r.status != "ok":
         raise SystemExit(f"{mode}: {r.error}")
     later = [b - a for a, b in zip(stamps[5:], stamps[6:])]
-    return {"mode": mode, "first_step_s": stamps[0] - t0, "median_step_s": statistics.median(later),
+    return {"mode": mode, "compiled_layers": r.compiled_layers, "first_step_s": stamps[0] - t0, "median_step_s": statistics.median(later),
             "tokens_per_s": r.tokens_per_s, "first_losses": [round(x, 4) for x in r.losses[:4]], "last_loss": r.losses[-1]}
 
 
