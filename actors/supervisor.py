@@ -221,10 +221,12 @@ class RunSupervisor:
         import ray
 
         seen = {"supervisor": runtime.visible_devices()}
+        allocators = {"supervisor": runtime.allocator()}
         for name in ("env", "trainer", "validator"):
             handle = getattr(self, name)
             if handle is not None:
                 seen[name] = await runtime.peer_devices(handle)
+                allocators[name] = await runtime.peer_allocator(handle)
         names: list[str] = []
         if self.devices and self.resources.use_gpu:
             import torch
@@ -232,7 +234,7 @@ class RunSupervisor:
             if torch.cuda.is_available():
                 names = [torch.cuda.get_device_name(0)]  # this process sees its first-bundle GPU only
         return Placement(node_id=ray.get_runtime_context().get_node_id(), node_ip=ray.util.get_node_ip_address(),
-                         devices=self.devices, device_names=names, seen=seen)
+                         devices=self.devices, device_names=names, seen=seen, allocators=allocators)
 
     def _spawn(self, peer: agents.Peer) -> None:
         """Start one peer the agent declared, on the profile's resources (plain arguments, not the profile)."""

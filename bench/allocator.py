@@ -10,7 +10,10 @@ ratio to ``default`` measured in the same invocation:
   activations come from the heap and their freed pages stay resident);
 - ``mmap128k`` / ``mmap1m``: ``mallopt(M_MMAP_THRESHOLD)`` fixed at 128 KiB / 1 MiB, so every activation
   above it is its own mapping, unmapped when freed (its pages are faulted in afresh each step);
-- ``trim-step`` / ``trim-4``: ``malloc_trim(0)`` after every optimizer step / every fourth.
+- ``trim-step`` / ``trim-4``: ``malloc_trim(0)`` after every optimizer step / every fourth;
+- ``jemalloc``: jemalloc instead of glibc (the library Ray ships, ``ray/core/libjemalloc.so``, preloaded into
+  the mode's process), with its default settings; ``jemalloc-1s``: the same, dirty pages purged after 1 s and
+  muzzy ones at once (``MALLOC_CONF``). glibc's heap figures are not jemalloc's: they read 0 there.
 
     .venv/bin/python bench/allocator.py                  # 5 modes x 24 steps, about 15 min on 2 cores
     .venv/bin/python bench/allocator.py --steps 6 --json out.json
@@ -29,7 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-MODES = ("default", "mmap128k", "mmap1m", "trim-step", "trim-4")
+MODES = ("default", "mmap128k", "mmap1m", "trim-step", "trim-4", "jemalloc", "jemalloc-1s")
+JEMALLOC_CONF = {"jemalloc": "", "jemalloc-1s": "dirty_decay_ms:1000,muzzy_decay_ms:0"}
 M_MMAP_THRESHOLD = -3
 
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for mode in modes:
         out = subprocess.run([sys.executable, __file__, "--model", a.model, "--steps", str(a.steps), "--one", mode],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env=_env(mode))
         r = json.loads(out.stdout.strip().splitlines()[-1])
         base = rows[0] if rows else r
         r["peak_vs_default"], r["speed_vs_default"] = r["peak_mb"] / base["peak_mb"], r["tokens_per_s"] / base["tokens_per_s"]
@@ -117,6 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _env(mode: str) -> dict[str, str]:
+    """The mode's process environment: jemalloc preloaded for the jemalloc modes."""
+    env = dict(os.environ)
+    if mode in JEMALLOC_CONF:
+        from ftdojo import runtime
+
+        env["LD_PRELOAD"] = runtime.jemalloc_path()
+        if JEMALLOC_CONF[mode]:
+            env["MALLOC_CONF"] = JEMALLOC_CONF[mode]
+    return env
 
 
 def _cpu() -> str:

@@ -158,7 +158,8 @@ def execute(profile: config.ProfileConfig, runs: list[RunSpec], out: Path, progr
             run = queue.pop(0)
             group = runtime.reserve(r.cpus, r.gpus)
             actor = runtime.start_run(runner or RunSupervisor, run.key, run.agent, profile, str(out / "work" / run.key.slug), "ray",
-                                      cpus=r.cpus, gpus=r.gpus, placement=group, forward=run.agent.api_keys)
+                                      cpus=r.cpus, gpus=r.gpus, placement=group, forward=run.agent.api_keys,
+                                      allocator=r.allocator)
             pending[actor.run.remote()] = (run, actor, group, time.perf_counter())
 
     launch()

@@ -141,6 +141,10 @@ class Resources(Schema):
     """LoRA fits on the CPU run each decoder layer under ``torch.compile`` (inductor fuses the elementwise half of a
     step: 1.3x a step on an AMX Xeon, bench/step_modes.py). The compiled code is kept for the process's later fits;
     the first fit of a process pays the compilation (~15 s with inductor's on-disk cache warm, ~40 s cold)."""
+    allocator: Literal["jemalloc", "glibc"] = "jemalloc"
+    """The C allocator of a run's Ray actors: ``jemalloc`` (the copy Ray ships, preloaded) keeps a host fit's
+    freed activations from piling up in glibc's heap (peak 0.72x glibc's at the same speed, bench/allocator.py);
+    ``glibc``: the system's. A supervisor run in the caller's process (not through Ray) keeps the caller's."""
 
     @model_validator(mode="after")
     def _one_gpu_per_worker(self) -> Resources:

@@ -949,6 +949,8 @@ class Placement(Message):
     """What the devices are (``torch.cuda.get_device_name``; none listed where torch sees no CUDA)."""
     seen: dict[str, str | None] = Field(default_factory=dict)
     """``CUDA_VISIBLE_DEVICES`` in each model-holding process: supervisor, env, trainer, validator."""
+    allocators: dict[str, str] = Field(default_factory=dict)
+    """The C allocator serving each model-holding process: ``jemalloc`` or ``glibc`` (``resources.allocator``)."""
 
 
 class RunRecord(Message):

@@ -192,14 +192,17 @@ def _in(pg: Any, bundle: int = 0, capture: bool = False) -> Any:
                                             placement_group_capture_child_tasks=capture)
 
 
-def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any, forward: tuple[str, ...] = ()) -> Any:
+def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any, forward: tuple[str, ...] = (),
+              allocator: str = "glibc") -> Any:
     """A run's supervisor as a Ray actor inside the run's placement group (``reserve``), holding its
     share of the run's first GPU; the peers it spawns are placed in the group too, and see the
     driver's ``FORWARDED_ENV`` and the variables named in ``forward`` (the agent's API keys) even on a
-    cluster started elsewhere."""
+    cluster started elsewhere. Its processes (and its peers', which inherit its runtime environment) run
+    on the C ``allocator`` (``allocator_env``)."""
     import ray
 
     env = {k: os.environ[k] for k in (*FORWARDED_ENV, *forward) if os.environ.get(k)}
+    env.update(allocator_env(allocator))
     opts: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
     return ray.remote(cls).options(num_cpus=0, num_gpus=min(1.0, gpus) / GPU_SHARE if gpus else 0, max_restarts=0, max_concurrency=8,
                                    scheduling_strategy=_in(placement, capture=True), **opts).remote(*args)
@@ -238,12 +241,15 @@ def rss_mb() -> float:
 
 
 def release_free_heap() -> bool:
-    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``); False where the C library has
-    none. A fit or an evaluation on the host frees its activations into glibc's heap, which keeps them: after
-    24 LoRA steps of the bundled model the heap held 1.56 GB free in 18,913 chunks and the process's resident
-    memory stayed at 2.9 GB until the next fit (bench/RESULTS.md, "Memory after a fit"). Trimming once a fit
-    or an evaluation ends costs milliseconds and lowers what an idle actor holds, not a fit's peak."""
+    """Hand the C heap's free pages back to the system (jemalloc's ``arena.<all>.purge`` where it serves this
+    process, ``start_run``; glibc's ``malloc_trim`` otherwise); False where the C library has neither. A fit
+    or an evaluation on the host frees its activations into the heap, which keeps them: after 24 LoRA steps
+    of the bundled model glibc's heap held 1.56 GB free in 18,913 chunks and the process's resident memory
+    stayed at 2.9 GB until the next fit (bench/RESULTS.md, "Memory after a fit"). Releasing once a fit or an
+    evaluation ends costs milliseconds and lowers what an idle actor holds, not a fit's peak."""
     global _trim
+    if (mallctl := _mallctl()) is not None:
+        return mallctl(b"arena.%d.purge" % MALLCTL_ARENAS_ALL, None, None, None, 0) == 0
     if _trim is None:
         import ctypes
         import ctypes.util
@@ -259,6 +265,65 @@ def release_free_heap() -> bool:
 
 
 _trim: Any = None
+
+
+MALLCTL_ARENAS_ALL = 4096
+"""jemalloc's arena index meaning every arena (``MALLCTL_ARENAS_ALL``)."""
+
+_mallctl_fn: Any = None
+
+
+def _mallctl() -> Any:
+    """jemalloc's ``mallctl`` where jemalloc serves this process's malloc (it is in the global symbol scope
+    only when preloaded; a library linking its own copy keeps it local), else None."""
+    global _mallctl_fn
+    if _mallctl_fn is None:
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(None).mallctl
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+            _mallctl_fn = fn
+        except (OSError, AttributeError):
+            _mallctl_fn = False
+    return _mallctl_fn or None
+
+
+def allocator() -> str:
+    """The C allocator serving this process: ``jemalloc`` (preloaded by ``start_run``) or ``glibc``."""
+    return "jemalloc" if _mallctl() is not None else "glibc"
+
+
+def _allocator(_actor: Any) -> str:
+    return allocator()
+
+
+async def peer_allocator(handle: Handle) -> str:
+    """The C allocator of a peer's process (this process's when it is a plain object)."""
+    if hasattr(handle.target, "__ray_call__"):
+        return await handle.target.__ray_call__.remote(_allocator)
+    return allocator()
+
+
+def allocator_env(name: str) -> dict[str, str]:
+    """Environment variables that give a process started with them the allocator ``name``: ``jemalloc``
+    preloads the copy Ray ships (none where this Ray ships none: the process keeps glibc's, and the record
+    says so); ``glibc`` adds nothing."""
+    path = jemalloc_path() if name == "jemalloc" else None
+    if path is None:
+        return {}
+    before = os.environ.get("LD_PRELOAD", "")
+    return {"LD_PRELOAD": f"{path}:{before}" if before else path}
+
+
+def jemalloc_path() -> str | None:
+    """The jemalloc shared library Ray ships (``ray/core/libjemalloc.so``), None where this Ray has none."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    path = Path(ray.__file__).parent / "core" / "libjemalloc.so"
+    return str(path) if path.is_file() else None
 
 
 def reset_peak_rss() -> bool:

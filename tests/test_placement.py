@@ -36,6 +36,7 @@ def test_concurrent_runs_each_see_their_own_single_gpu_and_a_full_cluster_finish
         assert p is not None and len(p.devices) == 1 and p.node_id
         (device,) = p.devices
         assert set(p.seen) >= {"supervisor", "env", "trainer"} and set(p.seen.values()) == {device}  # one device for the run
+        assert p.allocators == {name: "jemalloc" for name in p.seen}  # resources.allocator reached every actor
         train = r.experiments[0].train
         assert train.workers == 1 and train.visible_devices == [device]  # the Ray Train worker too
         devices.append(device)
@@ -113,3 +114,32 @@ def test_a_two_gpu_run_gives_each_training_worker_its_own_device_and_half_gpu_ru
     half = [RunRecord.model_validate_json(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(half) == 2 and all(h.status == "ok" and len(h.placement.devices) == 1 for h in half)
     assert all(set(h.placement.seen.values()) == set(h.placement.devices) for h in half)
+
+
+
+@pytest.mark.parametrize("allocator", ["jemalloc", "glibc"])
+def test_a_run_and_the_peers_it_spawns_run_on_the_profile_allocator(ray_cluster, allocator: str) -> None:
+    import ray
+
+    from ftdojo import runtime
+
+    class Child:
+        def allocator(self) -> str:
+            from ftdojo import runtime
+
+            return runtime.allocator()
+
+    class Parent:  # a stand-in supervisor (defined here so Ray ships it by value): its allocator and a peer's
+        def allocators(self) -> tuple[str, str]:
+            from ftdojo import runtime
+
+            child = ray.remote(Child).options(num_cpus=0).remote()
+            return runtime.allocator(), ray.get(child.allocator.remote())
+
+    group = runtime.reserve(0.5, 0)
+    try:
+        actor = runtime.start_run(Parent, cpus=0.5, gpus=0, placement=group, allocator=allocator)
+        assert ray.get(actor.allocators.remote(), timeout=120) == (allocator, allocator)
+        ray.kill(actor)
+    finally:
+        runtime.release(group)
