@@ -124,12 +124,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _env(mode: str) -> dict[str, str]:
-    """The mode's process environment: jemalloc preloaded for the jemalloc modes."""
+    """The mode's process environment: jemalloc preloaded for the jemalloc modes, as a run's actors get it."""
     env = dict(os.environ)
     if mode in JEMALLOC_CONF:
         from ftdojo import runtime
 
-        env["LD_PRELOAD"] = runtime.jemalloc_path()
+        preload = runtime.allocator_env("jemalloc")
+        if not preload:
+            raise SystemExit(f"mode {mode}: this Ray ships no libjemalloc.so (ray/core); run the other modes")
+        env.update(preload)
         if JEMALLOC_CONF[mode]:
             env["MALLOC_CONF"] = JEMALLOC_CONF[mode]
     return env

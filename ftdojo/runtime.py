@@ -192,8 +192,8 @@ def _in(pg: Any, bundle: int = 0, capture: bool = False) -> Any:
                                             placement_group_capture_child_tasks=capture)
 
 
-def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any, forward: tuple[str, ...] = (),
-              allocator: str = "glibc") -> Any:
+def start_run(cls: type, *args: Any, cpus: float, gpus: float, placement: Any, allocator: str,
+              forward: tuple[str, ...] = ()) -> Any:
     """A run's supervisor as a Ray actor inside the run's placement group (``reserve``), holding its
     share of the run's first GPU; the peers it spawns are placed in the group too, and see the
     driver's ``FORWARDED_ENV`` and the variables named in ``forward`` (the agent's API keys) even on a

@@ -116,7 +116,6 @@ def test_a_two_gpu_run_gives_each_training_worker_its_own_device_and_half_gpu_ru
     assert all(set(h.placement.seen.values()) == set(h.placement.devices) for h in half)
 
 
-
 @pytest.mark.parametrize("allocator", ["jemalloc", "glibc"])
 def test_a_run_and_the_peers_it_spawns_run_on_the_profile_allocator(ray_cluster, allocator: str) -> None:
     import ray

@@ -197,7 +197,9 @@ def test_freed_heap_memory_goes_back_to_the_system_once_a_fit_ends(allocator: st
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     serving, held, freed, released, ok = json.loads(out.splitlines()[-1])
     assert serving == allocator
-    if not ok:
+    if allocator == "jemalloc":
+        assert ok  # the purge answered
+    elif not ok:
         pytest.skip("this C library has no malloc_trim")
     if allocator == "glibc":
         assert freed > held - 50  # freed, yet still resident (jemalloc hands part of it back by itself)
@@ -205,10 +207,13 @@ def test_freed_heap_memory_goes_back_to_the_system_once_a_fit_ends(allocator: st
 
 
 def test_the_glibc_allocator_adds_nothing_to_a_run_environment() -> None:
+    import os
+
     from ftdojo import runtime
 
     assert runtime.allocator_env("glibc") == {}
-    assert runtime.allocator() == "glibc"  # this test process was not started with jemalloc
+    if "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
+        assert runtime.allocator() == "glibc"  # this test process was not started with jemalloc
 
 
 def test_the_memory_estimate_counts_fsdp_shards_and_gradient_checkpointing() -> None:
