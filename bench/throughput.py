@@ -13,7 +13,10 @@ as ratios, with the machine described:
   measured bf16 matmul peak divided by the FLOPs one trained token needs.
   Two example sets (``--examples long,short``, both by default): long worked
   solutions (math-linear, ~107 tokens) and short answers only (math-arith,
-  ~52 tokens), with ours' short ÷ long tokens/s reported for each setup.
+  ~52 tokens), with ours' short ÷ long tokens/s reported for each setup. Ours runs twice more with its decoder
+  layers compiled (``compile_layers``, what the default and calibration profiles run): the first compiled fit of
+  the process pays the compilation, the second (``ours_compiled_tokens_per_s``, the headline) runs on compiled
+  code, as a run trainer's later fits do. Where the CPU has no native bf16, ours *is* the fp32 fit.
 * **eval**: examples/s of our batched greedy generation against one
   ``generate`` call per example, with the answers compared one by one.
 * **adapter** (not in the default set): a LoRA candidate's evaluation with its adapter loaded unmerged
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import platform
 import statistics
@@ -60,7 +64,9 @@ def machine() -> dict[str, Any]:
     }
 
 
+@functools.cache
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
+    """FLOP/s of an n×n matmul in ``dtype``, measured once per process."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
@@ -172,7 +178,10 @@ def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> 
     labelled = sum(sum(x != sft.IGNORE for x in enc[i].labels) for b in schedule for i in b)
     total = sum(len(enc[i].input_ids) for b in schedule for i in b)
     fpt = flops_per_token(base, labelled / total, total / (len(schedule) * tc.batch_size))
-    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    # Without native bf16 a 2048² bf16 matmul takes minutes (0.3 GFLOP/s on an AVX2-only EPYC): a small one says as much.
+    bf16 = training.use_bf16("auto", "cpu")
+    peak_bf16 = matmul_peak(torch.bfloat16) if bf16 else matmul_peak(torch.bfloat16, 256, 2)
+    peak_fp32 = matmul_peak(torch.float32)
     baseline = baseline_trainer(model_spec, enc, schedule, tc, work)
     same_batches = baseline_trainer(model_spec, enc, schedule, tc, work, ordered=True)
     ours = training.fit(plan_id="ours", base_model=model_spec, data_path=str(data_path),
@@ -180,11 +189,21 @@ def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> 
                         instruction=card.instruction, threads=torch.get_num_threads(), save=False)
     if ours.status != "ok":
         raise SystemExit(f"our training failed: {ours.error}")
-    fp32 = training.fit(plan_id="ours-fp32", base_model=model_spec, data_path=str(data_path),
-                        output_dir=str(work / "ours-fp32" / "adapter"), train=tc,
-                        prompt=prompt, instruction=card.instruction, threads=torch.get_num_threads(), precision="fp32", save=False)
+    fp32 = ours if not bf16 else training.fit(
+        plan_id="ours-fp32", base_model=model_spec, data_path=str(data_path),
+        output_dir=str(work / "ours-fp32" / "adapter"), train=tc,
+        prompt=prompt, instruction=card.instruction, threads=torch.get_num_threads(), precision="fp32", save=False)
+    # The profiles' path: decoder layers compiled. The first compiled fit of a process pays the compilation; the
+    # second runs on the compiled code, as every later fit of a run's trainer does.
+    compiled = [training.fit(plan_id=f"ours-compiled-{i}", base_model=model_spec, data_path=str(data_path),
+                             output_dir=str(work / f"ours-compiled-{i}" / "adapter"), train=tc, prompt=prompt,
+                             instruction=card.instruction, threads=torch.get_num_threads(), save=False,
+                             compile_layers=True)
+                for i in range(2)]
+    if any(c.status != "ok" or not c.compiled_layers for c in compiled):
+        raise SystemExit(f"our compiled training failed: {[c.error for c in compiled]}")
     w32 = window_means(fp32.losses)
-    ceiling = peak_bf16 / fpt if training.use_bf16("auto", "cpu") else peak_fp32 / fpt
+    ceiling = peak_bf16 / fpt if bf16 else peak_fp32 / fpt
     wb, wo = window_means(same_batches["losses"]), window_means(ours.losses)
     return {
         "examples": kind,
@@ -213,6 +232,14 @@ def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> 
         "max_rel_step_loss_gap_fp32": max(abs(a - b) / a for a, b in zip(same_batches["losses"], fp32.losses, strict=True)),
         "max_rel_step_loss_gap_bf16": max(abs(a - b) / a for a, b in zip(same_batches["losses"], ours.losses, strict=True)),
         "ours_losses": ours.losses,
+        "ours_compiled_first_fit_tokens_per_s": compiled[0].tokens_per_s,
+        "ours_compiled_tokens_per_s": compiled[1].tokens_per_s,
+        "compiled_speedup_vs_baseline": compiled[1].tokens_per_s / baseline["tokens_per_s"],
+        "compiled_vs_ours": compiled[1].tokens_per_s / ours.tokens_per_s,
+        "compiled_share_of_ceiling": compiled[1].tokens_per_s / ceiling,
+        "loss_quarters_ours_compiled": window_means(compiled[1].losses),
+        "compiled_max_rel_loss_gap": max(abs(a - b) / a for a, b in zip(wb, window_means(compiled[1].losses), strict=True)),
+        "ours_compiled_losses": compiled[1].losses,
     }
 
 
@@ -339,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             long, short = out["train"], out["train_short"]
             out["short_vs_long"] = {"ours": short["ours_tokens_per_s"] / long["ours_tokens_per_s"],
                                     "baseline": short["baseline_tokens_per_s"] / long["baseline_tokens_per_s"],
-                                    "ours_fp32": short["ours_fp32_tokens_per_s"] / long["ours_fp32_tokens_per_s"]}
+                                    "ours_fp32": short["ours_fp32_tokens_per_s"] / long["ours_fp32_tokens_per_s"],
+                                    "ours_compiled": short["ours_compiled_tokens_per_s"] / long["ours_compiled_tokens_per_s"]}
             print(json.dumps({"short_vs_long": out["short_vs_long"]}), flush=True)
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
