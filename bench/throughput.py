@@ -15,7 +15,7 @@ as ratios, with the machine described:
   solutions (math-linear, ~107 tokens) and short answers only (math-arith,
   ~52 tokens), with ours' short ÷ long tokens/s reported for each setup. Ours runs twice more with its decoder
   layers compiled (``compile_layers``, what the default and calibration profiles run): the first compiled fit of
-  the process pays the compilation, the second (``ours_compiled_tokens_per_s``, the headline) runs on compiled
+  a set pays the compilation (for the second set, only what its shapes add to the first's), the second (``ours_compiled_tokens_per_s``, the headline) runs on compiled
   code, as a run trainer's later fits do. Where the CPU has no native bf16, ours *is* the fp32 fit.
 * **eval**: examples/s of our batched greedy generation against one
   ``generate`` call per example, with the answers compared one by one.
@@ -178,7 +178,8 @@ def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> 
     labelled = sum(sum(x != sft.IGNORE for x in enc[i].labels) for b in schedule for i in b)
     total = sum(len(enc[i].input_ids) for b in schedule for i in b)
     fpt = flops_per_token(base, labelled / total, total / (len(schedule) * tc.batch_size))
-    # Without native bf16 a 2048² bf16 matmul takes minutes (0.3 GFLOP/s on an AVX2-only EPYC): a small one says as much.
+    # Without native bf16 a 2048² bf16 matmul takes minutes (0.3 GFLOP/s on an AVX2-only EPYC): a small one
+    # says as much.
     bf16 = training.use_bf16("auto", "cpu")
     peak_bf16 = matmul_peak(torch.bfloat16) if bf16 else matmul_peak(torch.bfloat16, 256, 2)
     peak_fp32 = matmul_peak(torch.float32)
@@ -238,7 +239,8 @@ def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> 
         "compiled_vs_ours": compiled[1].tokens_per_s / ours.tokens_per_s,
         "compiled_share_of_ceiling": compiled[1].tokens_per_s / ceiling,
         "loss_quarters_ours_compiled": window_means(compiled[1].losses),
-        "compiled_max_rel_loss_gap": max(abs(a - b) / a for a, b in zip(wb, window_means(compiled[1].losses), strict=True)),
+        "compiled_max_rel_loss_gap": max(abs(a - b) / a
+                                         for a, b in zip(wb, window_means(compiled[1].losses), strict=True)),
         "ours_compiled_losses": compiled[1].losses,
     }
 
