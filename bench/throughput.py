@@ -15,8 +15,8 @@ as ratios, with the machine described:
   solutions (math-linear, ~107 tokens) and short answers only (math-arith,
   ~52 tokens), with ours' short ÷ long tokens/s reported for each setup. Ours runs twice more with its decoder
   layers compiled (``compile_layers``, what the default and calibration profiles run): the first compiled fit of
-  a set pays the compilation (for the second set, only what its shapes add to the first's), the second (``ours_compiled_tokens_per_s``, the headline) runs on compiled
-  code, as a run trainer's later fits do. Where the CPU has no native bf16, ours *is* the fp32 fit.
+  a set pays the compilation (for the second set, only what its shapes add to the first's), the second
+  (``ours_compiled_tokens_per_s``, the headline) runs on compiled code, as a run trainer's later fits do. Where the CPU has no native bf16, ours *is* the fp32 fit.
 * **eval**: examples/s of our batched greedy generation against one
   ``generate`` call per example, with the answers compared one by one.
 * **adapter** (not in the default set): a LoRA candidate's evaluation with its adapter loaded unmerged
@@ -194,8 +194,8 @@ def bench_train(model_spec: str, steps: int, work: Path, kind: str = "long") -> 
         plan_id="ours-fp32", base_model=model_spec, data_path=str(data_path),
         output_dir=str(work / "ours-fp32" / "adapter"), train=tc,
         prompt=prompt, instruction=card.instruction, threads=torch.get_num_threads(), precision="fp32", save=False)
-    # The profiles' path: decoder layers compiled. The first compiled fit of a process pays the compilation; the
-    # second runs on the compiled code, as every later fit of a run's trainer does.
+    # The profiles' path: decoder layers compiled. The set's first compiled fit pays the compilation (what its shapes
+    # add, after an earlier set); the second runs on the compiled code, as every later fit of a run's trainer does.
     compiled = [training.fit(plan_id=f"ours-compiled-{i}", base_model=model_spec, data_path=str(data_path),
                              output_dir=str(work / f"ours-compiled-{i}" / "adapter"), train=tc, prompt=prompt,
                              instruction=card.instruction, threads=torch.get_num_threads(), save=False,
